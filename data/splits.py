@@ -1,0 +1,72 @@
+"""Split/grade files (``vertebra_data.json``) and vertebra keys.
+
+Format: ``{"train": {key: grade}, "val": {...}, "test": {...}}`` with keys ``<case_id>_<label>``
+(split with ``rsplit('_', 1)``; case ids may contain ``_``) and Genant grades 0-3.
+"""
+from __future__ import annotations
+
+from typing import Dict, Iterable, Tuple
+
+from utils.errors import UserError
+from utils.fileio import read_json, write_json
+
+SPLITS = ("train", "val", "test")
+
+# VerSe label ids -> level names
+LEVEL_NAMES = {**{i: f"C{i}" for i in range(1, 8)}, **{i: f"T{i - 7}" for i in range(8, 20)},
+               **{i: f"L{i - 19}" for i in range(20, 25)}, 25: "L6", 28: "T13"}
+LEVEL_IDS = {v: k for k, v in LEVEL_NAMES.items()}
+VERTEBRA_LABELS = frozenset(LEVEL_NAMES)
+
+
+def parse_key(key: str) -> Tuple[str, int]:
+    """``'sub-verse004_20'`` -> ``('sub-verse004', 20)``."""
+    case, sep, label = str(key).rpartition("_")
+    if not sep or not case or not label.isdigit():
+        raise UserError(f"vertebra key {key!r} is not '<case_id>_<label>'")
+    return case, int(label)
+
+
+def make_key(case: str, label: int) -> str:
+    return f"{case}_{int(label)}"
+
+
+def read_vertebra_json(path) -> Dict[str, Dict[str, int]]:
+    """Return ``{split: {key: grade}}`` for the splits present; checks keys and grades."""
+    data = read_json(path)
+    if not isinstance(data, dict) or not any(s in data for s in SPLITS):
+        raise UserError(f"expected an object with some of the keys {list(SPLITS)}", path)
+    out: Dict[str, Dict[str, int]] = {}
+    for split, entries in data.items():
+        if split not in SPLITS:
+            raise UserError(f"unknown split {split!r} (expected {', '.join(SPLITS)})", path)
+        if not isinstance(entries, dict):
+            raise UserError(f"split {split!r} must map vertebra keys to grades", path)
+        out[split] = {}
+        for key, grade in entries.items():
+            try:
+                parse_key(key)
+            except UserError as exc:
+                raise UserError(str(exc), path) from None
+            try:
+                g = int(grade)
+            except (TypeError, ValueError):
+                raise UserError(f"grade of {key!r} is {grade!r}, not an integer 0-3", path) from None
+            if g != grade or not 0 <= g <= 3:
+                raise UserError(f"grade of {key!r} is {grade!r}, not an integer 0-3", path)
+            out[split][key] = g
+    return out
+
+
+def write_vertebra_json(path, splits: Dict[str, Dict[str, int]]) -> None:
+    write_json(path, {s: {k: int(g) for k, g in splits.get(s, {}).items()} for s in SPLITS})
+
+
+def keys_of(splits: Dict[str, Dict[str, int]], phases: Iterable[str]) -> Dict[str, int]:
+    """Merge the given splits into one ``{key: grade}``; unknown phases are an error."""
+    out: Dict[str, int] = {}
+    for ph in phases:
+        if ph not in splits:
+            raise UserError(f"split {ph!r} is not in the vertebra JSON (has {sorted(splits)})")
+        out.update(splits[ph])
+    return out
