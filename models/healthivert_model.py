@@ -1,0 +1,295 @@
+"""The HealthiVert-GAN model wrapper: nets, optimisers, AMP scaler, one training step, inference,
+complete state dicts. pix2pix contract: ``set_input`` -> ``optimize_parameters`` ->
+``get_current_losses`` / ``get_current_visuals``.
+
+The step is GPU-friendly: no ``.item()``, no NumPy, no per-sample Python loops; the SHRM
+composite is a batched gather. Losses are returned as detached 0-d tensors; the caller syncs.
+
+DDP: call :meth:`HealthiVertModel.wrap_ddp` after the process group is initialised. It wraps the
+generator and the three discriminators in ``DistributedDataParallel``; ``netG`` / ``netD_*``
+stay the raw modules (state dicts without a ``module.`` prefix), the step runs the wrappers. In
+the generator step the discriminators run unwrapped with frozen weights (no gradient reduction
+needed there); their BatchNorm buffers are re-broadcast from rank 0 on the next DDP forward.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+from typing import Dict, Optional
+
+import torch
+import torch.nn as nn
+
+from models import losses as L
+from models.config import ModelConfig
+from models.registry import build_discriminator, build_generator
+from models.shrm import band_crop, composite_index, height_rows, shrm_composite
+
+log = logging.getLogger(__name__)
+CKPT_VERSION = 1
+ARCH_FIELDS = ("generator", "discriminator", "ngf", "ndf", "n_layers_D")
+D_NAMES = ("netD_global", "netD_shape", "netD_local")
+
+
+class HealthiVertModel:
+    """Generator + three PatchGANs (global image, soft target shape, local band) + Adam x2.
+
+    ``device``: a ``torch.device`` or string. AMP (float16 autocast + GradScaler) only when
+    ``cfg.amp`` and the device is CUDA.
+    """
+
+    def __init__(self, cfg: ModelConfig, device="cpu"):
+        self.cfg = cfg
+        self.device = torch.device(device)
+        self.netG = build_generator(cfg).to(self.device)
+        self.netD_global = build_discriminator(cfg).to(self.device)
+        self.netD_shape = build_discriminator(cfg).to(self.device)
+        self.netD_local = build_discriminator(cfg).to(self.device)
+        betas = (cfg.beta1, cfg.beta2)
+        self.optimizer_G = torch.optim.Adam(self.netG.parameters(), lr=cfg.lr, betas=betas)
+        d_params = itertools.chain(*(getattr(self, n).parameters() for n in D_NAMES))
+        self.optimizer_D = torch.optim.Adam(d_params, lr=cfg.lr, betas=betas)
+        self.optimizers = [self.optimizer_G, self.optimizer_D]
+        self.use_amp = bool(cfg.amp and self.device.type == "cuda")
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self._run = {"netG": self.netG, **{n: getattr(self, n) for n in D_NAMES}}
+        self.inp: Dict[str, torch.Tensor] = {}
+        self.out: Dict[str, torch.Tensor] = {}
+        self.loss: Dict[str, torch.Tensor] = {}
+
+    # ------------------------------------------------------------------ setup
+    def networks(self) -> Dict[str, nn.Module]:
+        """The raw (unwrapped) modules by name."""
+        return {"netG": self.netG, **{n: getattr(self, n) for n in D_NAMES}}
+
+    def parameter_counts(self) -> Dict[str, int]:
+        """Trainable parameters per network (plus the generator's two stages)."""
+        n = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+        counts = {name: n(m) for name, m in self.networks().items()}
+        for stage in ("coarse", "fine"):
+            if hasattr(self.netG, stage):
+                counts[f"netG.{stage}"] = n(getattr(self.netG, stage))
+        return counts
+
+    def wrap_ddp(self, device_ids: Optional[list] = None) -> None:
+        """Wrap G and the Ds in DistributedDataParallel (process group must exist)."""
+        from torch.nn.parallel import DistributedDataParallel as DDP
+        unused = not self.cfg.use_height  # the height heads get no gradient then
+        for name, mod in self.networks().items():
+            self._run[name] = DDP(mod, device_ids=device_ids, find_unused_parameters=unused)
+
+    def train(self) -> "HealthiVertModel":
+        for m in self.networks().values():
+            m.train()
+        return self
+
+    def eval(self) -> "HealthiVertModel":
+        for m in self.networks().values():
+            m.eval()
+        return self
+
+    def _autocast(self):
+        return torch.autocast(device_type=self.device.type, dtype=torch.float16,
+                              enabled=self.use_amp)
+
+    # ------------------------------------------------------------------ data
+    def set_input(self, batch: dict) -> None:
+        """Move a GAN batch dict (BRIEF contract) to the device. Images (B, 1, H, W) float;
+        scalars (B,). Raises ValueError when the batch's band height differs from the config."""
+        br = batch.get("band_rows")
+        if isinstance(br, torch.Tensor) and br.device.type == "cpu" and br.numel():
+            if bool((br != self.cfg.band_rows).any()):
+                raise ValueError(f"batch band_rows {br.unique().tolist()} != model band_rows "
+                                 f"{self.cfg.band_rows}")
+        dev = self.device
+        img = lambda k: batch[k].to(dev, torch.float32, non_blocking=True)  # noqa: E731
+        vec = lambda k: torch.as_tensor(batch[k]).to(dev).reshape(-1)  # noqa: E731
+        self.inp = {k: img(k) for k in ("A", "B", "mask", "A_mask", "normal_vert")}
+        self.inp["CAM"] = img("CAM") if "CAM" in batch else torch.zeros_like(self.inp["A"])
+        self.inp["slice_ratio"] = vec("slice_ratio").float()
+        for k in ("x1", "x2", "band_top"):
+            self.inp[k] = vec(k).long()
+        self.inp["h"] = self.inp["x2"] - self.inp["x1"]
+        self.keys = batch.get("key")
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, wrapped: bool = True) -> None:
+        """Generator forward + SHRM composites (target frame) + D_local crops. ``wrapped=False``
+        runs the raw generator even after :meth:`wrap_ddp` (evaluation on one rank: a DDP forward
+        may broadcast buffers, a collective the other ranks would not join)."""
+        cfg, x = self.cfg, self.inp
+        inv_cam = 1.0 - x["CAM"] if cfg.use_cam else torch.ones_like(x["CAM"])
+        net = self._run["netG"] if wrapped else self.netG
+        with self._autocast():
+            o = net(x["A"], x["mask"], x["slice_ratio"], inv_cam)
+        n_rows, n_cols = x["A"].shape[-2:]
+        width = min(cfg.local_cols, n_cols)
+        for stage in ("coarse", "fine"):
+            H = (height_rows(o[f"{stage}_height"], x["h"], cfg.band_rows) if cfg.use_height
+                 else x["h"])
+            idx = composite_index(x["x1"], x["x2"], x["band_top"], cfg.band_rows, H, n_rows)
+            o[f"{stage}_H"] = H
+            o[f"{stage}_index"] = idx
+            o[f"{stage}_comp"] = shrm_composite(o[f"{stage}_img"], x["B"], idx)
+            o[f"{stage}_local"] = band_crop(o[f"{stage}_comp"], x["band_top"], cfg.band_rows, width)
+        o["fine_seg_comp"] = shrm_composite(o["fine_seg"], None, o["fine_index"])
+        o["real_local"] = band_crop(x["B"], x["band_top"], cfg.band_rows, width)
+        self.out = o
+
+    def _d_losses(self, wrapped: bool = True) -> torch.Tensor:
+        o, x = self.out, self.inp
+        run = self._run if wrapped else self.networks()
+        pairs = {"netD_global": (x["B"], [o["fine_comp"], o["coarse_comp"]]),
+                 "netD_shape": (x["A_mask"], [o["fine_seg_comp"]]),
+                 "netD_local": (o["real_local"], [o["fine_local"], o["coarse_local"]])}
+        total = 0.0
+        with self._autocast():
+            for name, (real, fakes) in pairs.items():
+                loss_real = L.gan_loss(run[name](real), True)
+                loss_fake = sum(L.gan_loss(run[name](f.detach()), False) for f in fakes)
+                loss_fake = loss_fake / len(fakes)
+                self.loss["D_" + name[5:]] = (0.5 * (loss_real + loss_fake)).detach()
+                total = total + 0.5 * (loss_real + loss_fake)
+        self.loss["D"] = total.detach()
+        return total
+
+    def _g_losses(self) -> torch.Tensor:
+        cfg, o, x = self.cfg, self.out, self.inp
+        Dg, Ds, Dl = self.netD_global, self.netD_shape, self.netD_local  # unwrapped, frozen
+        with self._autocast():
+            gan = (L.gan_loss(Dg(o["fine_comp"]), True) + L.gan_loss(Dg(o["coarse_comp"]), True)
+                   + L.gan_loss(Dl(o["fine_local"]), True) + L.gan_loss(Dl(o["coarse_local"]), True)
+                   + L.gan_loss(Ds(o["fine_seg_comp"]), True))
+        zero = torch.zeros((), device=self.device)
+        terms = {
+            "G_GAN": cfg.gan_weight * gan,
+            "G_L1": cfg.lambda_L1 * (L.band_l1(o["fine_comp"], x["B"], x["mask"], cfg.l1_norm)
+                                     + L.band_l1(o["coarse_comp"], x["B"], x["mask"], cfg.l1_norm)),
+            "G_dice": cfg.lambda_dice_fine * (1 - L.soft_dice(o["fine_seg_comp"], x["A_mask"])),
+            "G_dice_coarse": cfg.lambda_dice_coarse * (1 - L.soft_dice(o["coarse_seg"],
+                                                                       x["normal_vert"])),
+            "G_edge": (cfg.lambda_edge * L.edge_loss(o["fine_seg_comp"], x["A_mask"],
+                                                     cfg.edge_on_binary) if cfg.use_edge else zero),
+            "G_height": (cfg.lambda_height * sum(L.height_loss(o[f"{s}_height"], x["h"],
+                                                               cfg.band_rows)
+                                                 for s in ("coarse", "fine"))
+                         if cfg.use_height else zero),
+        }
+        total = sum(terms.values())
+        self.loss.update({k: v.detach() for k, v in terms.items()})
+        self.loss["G"] = total.detach()
+        return total
+
+    def _set_d_grad(self, flag: bool) -> None:
+        for n in D_NAMES:
+            for p in getattr(self, n).parameters():
+                p.requires_grad_(flag)
+
+    def optimize_parameters(self) -> None:
+        """forward, one D step (all three Ds), one G step."""
+        self.forward()
+        self._set_d_grad(True)
+        self.optimizer_D.zero_grad(set_to_none=True)
+        self.scaler.scale(self._d_losses()).backward()
+        self.scaler.step(self.optimizer_D)
+        self.scaler.update()
+        self._set_d_grad(False)
+        self.optimizer_G.zero_grad(set_to_none=True)
+        self.scaler.scale(self._g_losses()).backward()
+        self.scaler.step(self.optimizer_G)
+        self.scaler.update()
+        self._set_d_grad(True)
+
+    def compute_losses(self) -> Dict[str, torch.Tensor]:
+        """Forward + all losses without stepping (validation; call :meth:`eval` first so the
+        BatchNorm statistics stay untouched); raw modules, no DDP collectives. Detached 0-d
+        tensors."""
+        with torch.no_grad():
+            self.forward(wrapped=False)
+            self._d_losses(wrapped=False)
+            self._g_losses()
+        return self.get_current_losses()
+
+    # ------------------------------------------------------------------ outputs
+    def get_current_losses(self) -> Dict[str, torch.Tensor]:
+        """Detached 0-d tensors: G_GAN, G_L1, G_dice, G_dice_coarse, G_edge, G_height, G (total),
+        D_global, D_shape, D_local, D (total). Call after ``optimize_parameters``."""
+        return dict(self.loss)
+
+    def get_current_visuals(self) -> Dict[str, torch.Tensor]:
+        """Detached panels (B, 1, H, W) except ``fake_B_local`` (B, 1, band_rows, local_width).
+        Images in [-1, 1], masks/CAM in [0, 1]; ``fake_B`` is the SHRM composite (target frame),
+        ``fake_B_mask_raw`` / ``fake_B_coarse`` / ``coarse_seg_binary`` are raw (A's frame)."""
+        o, x = self.out, self.inp
+        v = {"real_A": x["A"], "fake_B": o["fine_comp"], "real_B": x["B"], "CAM": x["CAM"],
+             "fake_B_mask_raw": o["fine_seg"], "fake_B_coarse": o["coarse_img"],
+             "coarse_seg_binary": (o["coarse_seg"] > 0.5).float(), "normal_vert": x["normal_vert"],
+             "mask": x["mask"], "real_edges": L.sobel_magnitude(x["A_mask"]),
+             "fake_B_local": o["fine_local"]}
+        return {k: t.detach().float() for k, t in v.items()}
+
+    @torch.no_grad()
+    def infer(self, batch: dict) -> Dict[str, torch.Tensor]:
+        """Eval-mode generation with the raw generator (safe on one DDP rank). Returns (all on
+        the model device):
+        ``fake_B`` composite image (B,1,H,W) target frame; ``fake_B_raw`` fine output (A's frame);
+        ``fake_B_coarse`` raw coarse image; ``seg`` soft composite target mask; ``seg_raw`` raw
+        fine mask; ``seg_coarse`` raw coarse neighbour mask; ``height_pred`` integer H of the fine
+        head (rows, (B,) float); ``height_pred_coarse``; ``height_cont`` continuous fine height
+        (rows); ``composite_top`` / ``composite_bottom`` (B,) pasted rows [top, bottom)."""
+        was_training = self.netG.training
+        self.eval()
+        try:
+            self.set_input(batch)
+            self.forward(wrapped=False)
+        finally:
+            if was_training:
+                self.train()
+        o = self.out
+        return {"fake_B": o["fine_comp"].float(), "fake_B_raw": o["fine_img"].float(),
+                "fake_B_coarse": o["coarse_img"].float(), "seg": o["fine_seg_comp"].float(),
+                "seg_raw": o["fine_seg"].float(), "seg_coarse": o["coarse_seg"].float(),
+                "height_pred": o["fine_H"].float(), "height_pred_coarse": o["coarse_H"].float(),
+                "height_cont": self.cfg.band_rows * o["fine_height"].float(),
+                "composite_top": o["fine_index"]["top"],
+                "composite_bottom": o["fine_index"]["bottom"]}
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict:
+        """Nets, optimisers, scaler and the config (plain tensors/dicts; torch.save-able)."""
+        sd = {"version": CKPT_VERSION, "config": self.cfg.to_dict()}
+        sd.update({name: m.state_dict() for name, m in self.networks().items()})
+        sd.update(optimizer_G=self.optimizer_G.state_dict(),
+                  optimizer_D=self.optimizer_D.state_dict(), scaler=self.scaler.state_dict())
+        return sd
+
+    def load_state_dict(self, sd: dict, strict: bool = True) -> None:
+        """Restore nets (+ optimisers and scaler when present). Raises ValueError when the stored
+        architecture differs from this model's, or (strict) an entry is missing."""
+        stored = sd.get("config", {})
+        diff = [f for f in ARCH_FIELDS if f in stored and stored[f] != getattr(self.cfg, f)]
+        if diff:
+            raise ValueError("checkpoint architecture differs: " + ", ".join(
+                f"{f}={stored[f]!r} (model {getattr(self.cfg, f)!r})" for f in diff))
+        for name, m in self.networks().items():
+            if name not in sd:
+                if strict:
+                    raise ValueError(f"checkpoint has no {name!r}")
+                continue
+            m.load_state_dict(sd[name], strict=strict)
+        for name in ("optimizer_G", "optimizer_D", "scaler"):
+            if name not in sd:
+                if strict:
+                    raise ValueError(f"checkpoint has no {name!r}")
+            elif name == "scaler" and not sd[name]:
+                continue  # saved without AMP: keep this scaler's fresh state
+            else:
+                getattr(self, name).load_state_dict(sd[name])
+
+
+def build_model(cfg: ModelConfig, device="cpu") -> HealthiVertModel:
+    """Build the model and log the parameter counts (paper: G ~0.99 M, each D ~2.76 M)."""
+    model = HealthiVertModel(cfg, device)
+    counts = model.parameter_counts()
+    log.info("parameters: " + ", ".join(f"{k} {v / 1e6:.3f} M" for k, v in counts.items()))
+    return model

@@ -1,0 +1,168 @@
+"""The model wrapper: checkpoints, determinism, AMP switch, DDP wrapping, overfitting."""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from models.config import ModelConfig
+from models.healthivert_model import HealthiVertModel, build_model
+from tests.test_models_synthetic import make_batch
+
+SMALL = dict(image_size=64, band_rows=24, ndf=8)
+
+
+def _steps(model, batch, n):
+    for _ in range(n):
+        model.set_input(batch)
+        model.optimize_parameters()
+    return {k: v.clone() for k, v in model.get_current_losses().items()}
+
+
+def test_checkpoint_roundtrip_gives_identical_outputs_and_training(tmp_path):
+    torch.manual_seed(0)
+    b = make_batch(2, 64, 24, seed=1)
+    m1 = build_model(ModelConfig(**SMALL))
+    _steps(m1, b, 1)
+    torch.save(m1.state_dict(), tmp_path / "ckpt.pth")
+    torch.manual_seed(123)  # a differently initialised model
+    m2 = HealthiVertModel(ModelConfig(**SMALL))
+    assert not torch.equal(m2.infer(b)["fake_B_raw"], m1.infer(b)["fake_B_raw"])
+    m2.load_state_dict(torch.load(tmp_path / "ckpt.pth", map_location="cpu", weights_only=False))
+    o1, o2 = m1.infer(b), m2.infer(b)
+    for k in o1:
+        assert torch.equal(o1[k], o2[k]), k
+    # optimiser state came along: one more step stays identical
+    l1, l2 = _steps(m1, b, 1), _steps(m2, b, 1)
+    for k in l1:
+        assert torch.equal(l1[k], l2[k]), k
+    for (n, p), q in zip(m1.netG.named_parameters(), m2.netG.parameters()):
+        assert torch.equal(p, q), n
+
+
+def test_load_rejects_other_architecture_and_missing_parts():
+    m = HealthiVertModel(ModelConfig(**SMALL))
+    sd = m.state_dict()
+    other = HealthiVertModel(ModelConfig(**{**SMALL, "ngf": 8}))
+    with pytest.raises(ValueError, match="ngf"):
+        other.load_state_dict(sd)
+    partial = {k: v for k, v in sd.items() if k != "optimizer_D"}
+    with pytest.raises(ValueError, match="optimizer_D"):
+        m.load_state_dict(partial)
+    m.load_state_dict(partial, strict=False)
+
+
+def test_same_seed_same_losses_after_two_steps():
+    b = make_batch(2, 64, 24, seed=2)
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(7)
+        runs.append(_steps(HealthiVertModel(ModelConfig(**SMALL)), b, 2))
+    for k in runs[0]:
+        assert torch.equal(runs[0][k], runs[1][k]), k
+    assert float(runs[0]["G"]) > 0
+
+
+def test_amp_only_on_cuda():
+    m = HealthiVertModel(ModelConfig(**SMALL, amp=True), "cpu")
+    assert not m.use_amp and not m.scaler.is_enabled()
+
+
+def test_ablation_flags_run_a_step():
+    b = make_batch(2, 64, 24, seed=3)
+    for flags in ({"use_contextual_attention": False}, {"use_cam": False},
+                  {"edge_on_binary": True}, {"l1_norm": "original"},
+                  {"discriminator": "patchgan_instance"}):
+        torch.manual_seed(0)
+        losses = _steps(HealthiVertModel(ModelConfig(**SMALL, **flags)), b, 1)
+        assert all(torch.isfinite(v) for v in losses.values()), flags
+
+
+def test_cam_changes_the_output_only_with_use_cam():
+    b = make_batch(2, 64, 24, seed=4)
+    b2 = dict(b, CAM=torch.zeros_like(b["CAM"]))
+    for use_cam in (True, False):
+        torch.manual_seed(0)
+        m = HealthiVertModel(ModelConfig(**SMALL, use_cam=use_cam))
+        same = torch.equal(m.infer(b)["fake_B_coarse"], m.infer(b2)["fake_B_coarse"])
+        assert same != use_cam
+
+
+def _ddp_worker(rank, world, port, out):
+    import torch.distributed as dist
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    torch.manual_seed(0)  # same init on both ranks (DDP also broadcasts rank 0's)
+    m = HealthiVertModel(ModelConfig(**SMALL))
+    m.wrap_ddp()
+    _steps(m, make_batch(2, 64, 24, seed=10 + rank), 2)  # different data per rank
+    torch.save({k: v for k, v in m.netG.state_dict().items()}, f"{out}/rank{rank}.pth")
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_ddp_two_ranks_end_with_identical_weights(tmp_path):
+    import torch.multiprocessing as mp
+    port = 29500 + os.getpid() % 1000
+    mp.spawn(_ddp_worker, args=(2, port, str(tmp_path)), nprocs=2, join=True)
+    w0, w1 = (torch.load(tmp_path / f"rank{r}.pth") for r in range(2))
+    for k in w0:
+        assert torch.equal(w0[k], w1[k]), k
+
+
+def _band_l1(model, batch):
+    o = model.infer(batch)
+    band = batch["mask"]
+    return float(((o["fake_B"] - batch["B"]).abs() * band).sum() / band.sum())
+
+
+@pytest.mark.slow
+def test_overfit_band_l1_falls_by_80_percent():
+    torch.manual_seed(0)
+    m = HealthiVertModel(ModelConfig(image_size=64, band_rows=24, ndf=16, lr=1e-3))
+    b = make_batch(4, 64, 24, seed=3)
+    before = _band_l1(m, b)
+    _steps(m, b, 200)
+    after = _band_l1(m, b)
+    print(f"band L1 {before:.4f} -> {after:.4f} ({100 * (1 - after / before):.1f} % lower)")
+    assert after <= 0.2 * before
+
+
+def test_mixed_precision_path_keeps_real_rows_exact():
+    """The autocast path (bfloat16 on CPU stands in for float16 on CUDA) trains and the
+    composite keeps the real context rows bit-exact."""
+    torch.manual_seed(0)
+    m = HealthiVertModel(ModelConfig(image_size=32, band_rows=24, ngf=8, ndf=8, use_height=False))
+    m._autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16)
+    b = make_batch(2, 32, 24, seed=5)
+    losses = _steps(m, b, 1)
+    assert all(torch.isfinite(v) for v in losses.values())
+    o = m.infer(b)
+    assert o["fake_B"].dtype == torch.float32 and o["height_cont"].dtype == torch.float32
+    for i in range(2):
+        x1, x2 = int(b["x1"][i]), int(b["x2"][i])
+        assert torch.equal(o["fake_B"][i, 0, :x1], b["B"][i, 0, :x1])
+        assert torch.equal(o["fake_B"][i, 0, x2:], b["B"][i, 0, x2:])
+
+
+@pytest.mark.gpu
+def test_cuda_amp_step():
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    torch.manual_seed(0)
+    m = HealthiVertModel(ModelConfig(**SMALL, amp=True), "cuda")
+    assert m.use_amp and m.scaler.is_enabled()
+    losses = _steps(m, make_batch(4, 64, 24), 2)
+    assert all(bool(torch.isfinite(v)) for v in losses.values())
+    assert losses["G"].device.type == "cuda"
+
+
+def test_compute_losses_changes_no_weights():
+    torch.manual_seed(0)
+    m = HealthiVertModel(ModelConfig(**SMALL)).eval()
+    m.set_input(make_batch(2, 64, 24, seed=6))
+    before = {k: v.clone() for k, v in m.netD_global.state_dict().items()}
+    losses = m.compute_losses()
+    assert {"G", "D", "G_L1", "D_shape"} <= set(losses)
+    assert all(torch.equal(v, m.netD_global.state_dict()[k]) for k, v in before.items())
