@@ -1,0 +1,134 @@
+"""Per-vertebra blocks: geometry, affine, saving and loading.
+
+A block is a window of the straightened volume, shape (SI, AP, LR) = (256, 256, 64) by default,
+axis0 cranial -> caudal, axis1 anterior -> posterior, axis2 left -> right. Its exact geometry
+(:class:`BlockGeometry`) is stored in ``geometry/<key>.npz``: per row the curve point (mm) and the
+two in-plane step vectors (mm per index along AP and LR), so voxel ``(r, a, c)`` sits at
+``points_mm[r] + (a - centre_ap) * step_ap_mm[r] + (c - centre_lr) * step_lr_mm[r]`` (RAS+;
+fractional ``r`` interpolates linearly). The NIfTI affine written with the block is the local
+linear approximation at the centre row, so blocks open sensibly in viewers.
+
+Layout under an output root: ``CT/<key>.nii.gz`` (HU float32), ``label/<key>.nii.gz`` (uint8
+VerSe ids), ``geometry/<key>.npz``.
+"""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Tuple
+
+import numpy as np
+
+from data.io import load_ct, load_label, save_nifti
+from data.volume import Volume
+from utils.errors import UserError
+from utils.fileio import atomic_path
+
+CT_DIR, LABEL_DIR, GEOMETRY_DIR = "CT", "label", "geometry"
+
+
+@dataclass
+class BlockGeometry:
+    """Exact map block voxel -> world mm (RAS+) -> patient voxel. Arrays are (H, 3)."""
+
+    points_mm: np.ndarray       # curve point of each row
+    step_si_mm: np.ndarray      # world step per row along the curve (mm / row)
+    step_ap_mm: np.ndarray      # world step per AP index (mm / index), posterior
+    step_lr_mm: np.ndarray      # world step per LR index (mm / index), to the right
+    centre_ap: float
+    centre_lr: float
+    block_shape: Tuple[int, int, int]
+    patient_affine: np.ndarray  # 4 x 4 of the patient volume the block was sampled from
+    patient_shape: Tuple[int, int, int]
+    target_label: int = 0
+    target_row: float = 0.0     # exact (fractional) row of the target body centroid
+    mode: str = "corrected"
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def centre_row(self) -> int:
+        return self.block_shape[0] // 2
+
+    def affine(self) -> np.ndarray:
+        """Local linear affine at the centre row (block index -> RAS+ mm)."""
+        rc = self.centre_row
+        m = np.stack([self.step_si_mm[rc], self.step_ap_mm[rc], self.step_lr_mm[rc]], axis=1)
+        aff = np.eye(4)
+        aff[:3, :3] = m
+        aff[:3, 3] = self.points_mm[rc] - m @ np.array([rc, self.centre_ap, self.centre_lr])
+        return aff
+
+    def save(self, path) -> Path:
+        p = Path(path)
+        arrays = {k: np.asarray(getattr(self, k)) for k in
+                  ("points_mm", "step_si_mm", "step_ap_mm", "step_lr_mm", "centre_ap",
+                   "centre_lr", "block_shape", "patient_affine", "patient_shape",
+                   "target_label", "target_row")}
+        arrays["mode"] = np.array(self.mode)
+        for k, v in self.extra.items():
+            arrays[f"extra_{k}"] = np.asarray(v)
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **arrays)
+        with atomic_path(p) as tmp:
+            tmp.write_bytes(buf.getvalue())
+        return p
+
+    @classmethod
+    def load(cls, path) -> "BlockGeometry":
+        p = Path(path)
+        if not p.is_file():
+            raise UserError("geometry file not found", p)
+        try:
+            z = np.load(p, allow_pickle=False)
+            kw = dict(points_mm=z["points_mm"], step_si_mm=z["step_si_mm"],
+                      step_ap_mm=z["step_ap_mm"], step_lr_mm=z["step_lr_mm"],
+                      centre_ap=float(z["centre_ap"]), centre_lr=float(z["centre_lr"]),
+                      block_shape=tuple(int(x) for x in z["block_shape"]),
+                      patient_affine=z["patient_affine"],
+                      patient_shape=tuple(int(x) for x in z["patient_shape"]),
+                      target_label=int(z["target_label"]), target_row=float(z["target_row"]),
+                      mode=str(z["mode"]))
+            extra = {k[6:]: z[k] for k in z.files if k.startswith("extra_")}
+        except (KeyError, ValueError, OSError) as exc:
+            raise UserError(f"not a block geometry file ({exc})", p) from None
+        return cls(**kw, extra=extra)
+
+
+def block_paths(root, key: str):
+    r = Path(root)
+    return (r / CT_DIR / f"{key}.nii.gz", r / LABEL_DIR / f"{key}.nii.gz",
+            r / GEOMETRY_DIR / f"{key}.npz")
+
+
+def save_block(root, key: str, geometry: BlockGeometry, label: np.ndarray,
+               ct: Optional[np.ndarray] = None, affine: Optional[np.ndarray] = None) -> None:
+    """Write ``label`` (and ``ct``) with the block affine plus the geometry, atomically.
+    ``affine`` overrides the written affine (``--mode original`` copies the raw one)."""
+    ct_p, lab_p, geo_p = block_paths(root, key)
+    aff = geometry.affine() if affine is None else affine
+    geometry.save(geo_p)
+    ldt = np.uint8 if label.max(initial=0) <= 255 else np.uint16
+    save_nifti(Volume(label.astype(ldt), aff), lab_p)
+    if ct is not None:
+        save_nifti(Volume(ct.astype(np.float32), aff), ct_p)
+
+
+def load_block(root, key: str) -> Tuple[Optional[Volume], Volume]:
+    """``(ct Volume or None, label Volume)`` of block ``key`` under ``root``."""
+    ct_p, lab_p, _ = block_paths(root, key)
+    if not lab_p.is_file():
+        raise UserError(f"no label block for {key!r}", lab_p)
+    label = load_label(lab_p, allow_empty=True)
+    ct = load_ct(ct_p) if ct_p.is_file() else None
+    return ct, label
+
+
+def load_geometry(root, key: str) -> BlockGeometry:
+    return BlockGeometry.load(block_paths(root, key)[2])
+
+
+def block_complete(root, key: str, with_ct: bool) -> bool:
+    """True when all outputs of ``key`` exist (for ``--skip_existing``)."""
+    ct_p, lab_p, geo_p = block_paths(root, key)
+    return lab_p.is_file() and geo_p.is_file() and (ct_p.is_file() or not with_ct)
