@@ -1,0 +1,150 @@
+"""Genant grading (0–3) from RHLV features with a linear SVM; original or sound protocol.
+
+Reads the RHLV CSV (evaluation/RHLV_quantification.py), uses RHLV_{a,m,p} (plus the coronal
+``_cor`` ones with ``--fusion``) and evaluates with ``--protocol sound`` (default: patient-grouped
+stratified CV on train + test with an inner C search, then one fit scored on the held-out val
+split) or ``--protocol original`` (5 stratified folds over train + test, each fold's model
+scored on val, averaged; C = 1). Prints a table with the morphometry baseline on the same val
+rows and writes ``<output_dir>/svm_<protocol>.json`` and ``confusion_<protocol>.png``.
+See :mod:`evaluation.grading` for the definitions.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from evaluation import grading as G  # noqa: E402
+from utils.errors import UserError, run_cli  # noqa: E402
+from utils.fileio import atomic_path, ensure_dir, write_json  # noqa: E402
+
+log = logging.getLogger("SVM_grading")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--rhlv_csv", required=True, help="RHLV table from RHLV_quantification.py")
+    p.add_argument("--output_dir", required=True, help="folder for the JSON and confusion PNG")
+    p.add_argument("--protocol", choices=("sound", "original"), default="sound",
+                   help="evaluation protocol (EVALUATION.md §3)")
+    p.add_argument("--fusion", action="store_true",
+                   help="6 features: sagittal + coronal RHLVs (needs the _cor columns)")
+    p.add_argument("--svm", choices=G.SVM_KINDS, default="svc_linear",
+                   help="SVC(kernel='linear') or LinearSVC, both class_weight='balanced'")
+    p.add_argument("--C", type=float, default=1.0, help="SVM C for --protocol original")
+    p.add_argument("--C_grid", type=float, nargs="+", default=list(G.DEFAULT_C_GRID),
+                   help="C values searched by the inner CV of --protocol sound")
+    p.add_argument("--n_splits", type=int, default=5, help="(outer) folds over train+test")
+    p.add_argument("--inner_splits", type=int, default=3, help="inner folds for C (sound)")
+    p.add_argument("--val_split", default="val", help="split scored as held-out")
+    p.add_argument("--train_splits", nargs="+", default=["train", "test"],
+                   help="splits used for fitting / CV")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for 95%% CIs (0: none)")
+    p.add_argument("--morphometry_csv", default=None,
+                   help="morphometry.py CSV (key, morph_grade) for the baseline; default: "
+                        "computed from the RHLV table's real heights")
+    p.add_argument("--seed", type=int, default=0, help="fold shuffling / bootstrap seed")
+    return p
+
+
+def _load(path):
+    import pandas as pd
+    p = Path(path)
+    if not p.is_file():
+        raise UserError("file not found", p)
+    try:
+        return pd.read_csv(p)
+    except Exception as exc:  # pandas raises several parser errors
+        raise UserError(f"not a readable CSV ({str(exc).splitlines()[0][:100]})", p) from None
+
+
+def _morph_pred(df, val_rows, path):
+    if path:
+        m = _load(path)
+        if not {"key", "morph_grade"} <= set(m.columns):
+            raise UserError("needs columns key and morph_grade", path)
+        mg = dict(zip(m["key"].astype(str), m["morph_grade"].astype(int)))
+        missing = [k for k in val_rows["key"] if k not in mg]
+        if missing:
+            raise UserError(f"no morphometry grade for {missing[0]} (and {len(missing) - 1} more)", path)
+        return np.array([mg[k] for k in val_rows["key"]], int)
+    grades = G.morphometry_from_rhlv(df)
+    return grades[df.index.get_indexer(val_rows.index)]
+
+
+def _row(name, m, ci=None):
+    ci = ci or m.get("ci95", {})
+    def fmt(k):
+        s = f"{m[k]:.3f}"
+        if k in ci:
+            s += f" [{ci[k][0]:.2f},{ci[k][1]:.2f}]"
+        return s
+    return f"{name:<26}" + "".join(f"{fmt(k):>22}" for k in G.SCALARS)
+
+
+def _confusion_png(cm, title, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    cm = np.asarray(cm)
+    fig, ax = plt.subplots(figsize=(4, 3.6), dpi=120)
+    im = ax.imshow(cm, cmap="Blues")
+    for i in range(cm.shape[0]):
+        for j in range(cm.shape[1]):
+            ax.text(j, i, int(cm[i, j]), ha="center", va="center",
+                    color="white" if cm[i, j] > cm.max() / 2 else "black")
+    ax.set_xticks(range(4)), ax.set_yticks(range(4))
+    ax.set_xlabel("predicted grade"), ax.set_ylabel("true grade"), ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    df = _load(args.rhlv_csv)
+    feats = G.feature_names(args.fusion)
+    missing = [c for c in feats + ["grade", "split", "case", "key"] if c not in df.columns]
+    if missing:
+        raise UserError(f"missing columns {missing}" + (" (run RHLV_quantification.py with "
+                        "--coronal for --fusion)" if args.fusion else ""), args.rhlv_csv)
+    X_tt, y_tt, g_tt, X_val, y_val, val_rows = G.split_table(df, feats, args.val_split, args.train_splits)
+    if len(y_val) == 0 or len(np.unique(y_tt)) < 2:
+        raise UserError(f"need val rows and >= 2 grades in {args.train_splits} "
+                        f"(have {len(y_val)} val, grades {sorted(set(y_tt))})", args.rhlv_csv)
+    if args.protocol == "original":
+        res = G.protocol_original(X_tt, y_tt, X_val, y_val, args.C, args.n_splits, args.svm,
+                                  args.seed, args.bootstrap)
+    else:
+        res = G.protocol_sound(X_tt, y_tt, g_tt, X_val, y_val, args.C_grid, args.n_splits,
+                               args.inner_splits, args.svm, args.seed, args.bootstrap)
+    res["morphometry_val"] = G.baseline_metrics(y_val, _morph_pred(df, val_rows, args.morphometry_csv),
+                                                args.bootstrap, args.seed)
+    res.update({"features": feats, "rhlv_csv": str(args.rhlv_csv), "n_train_test": int(len(y_tt)),
+                "n_val": int(len(y_val)), "val_keys": val_rows["key"].astype(str).tolist()})
+    out = ensure_dir(args.output_dir)
+    write_json(out / f"svm_{args.protocol}.json", res)
+    _confusion_png(res["val"]["confusion_matrix"], f"SVM ({args.protocol}) on {args.val_split}",
+                   out / f"confusion_{args.protocol}.png")
+    print(f"{'':<26}" + "".join(f"{k:>22}" for k in G.SCALARS))
+    if "cv" in res:
+        print(_row(f"SVM CV mean (sd)", res["cv"], {}) +
+              f"  sd F1 {res['cv']['macro_f1_sd']:.3f}; fold C {res['cv_fold_C']}")
+    print(_row(f"SVM {args.protocol} on {args.val_split}", res["val"]))
+    print(_row("morphometry on same rows", res["morphometry_val"]))
+    print(f"per-class recall (SVM, grades 0-3): {np.round(res['val']['per_class_recall'], 3).tolist()}")
+    print(f"confusion (rows true 0-3): {res['val']['confusion_matrix']}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,127 @@
+"""RHLV per vertebra from label files: the file-level layer over :mod:`evaluation.heights`.
+
+A *real* block is ``<label_dir>/<key>.nii.gz`` (straightened, VerSe ids); its pseudo-healthy
+counterpart is ``<fake_dir>/<key>.nii.gz`` on the same grid (the 3D synthesis' ``label_fake``
+or, for the oracle, the healthy twin's straightened block). Spacing comes from the real block's
+affine.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional
+
+import numpy as np
+
+from data.io import load_label
+from data.splits import LEVEL_NAMES, parse_key
+from evaluation.heights import THIRDS, HeightRule, measure_pair, target_mask
+from utils.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+def block_path(folder, key: str) -> Path:
+    """``<folder>/<key>.nii.gz`` (``.nii`` accepted too)."""
+    folder = Path(folder)
+    p = folder / f"{key}.nii.gz"
+    if not p.exists() and (folder / f"{key}.nii").exists():
+        return folder / f"{key}.nii"
+    return p
+
+
+def list_keys(folder) -> List[str]:
+    """Vertebra keys of the ``*.nii.gz`` / ``*.nii`` files in a folder, sorted."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError("folder not found", folder)
+    keys = []
+    for p in sorted(folder.iterdir()):
+        name = p.name
+        for suf in (".nii.gz", ".nii"):
+            if name.endswith(suf) and not name.startswith("."):
+                keys.append(name[: -len(suf)])
+                break
+    return keys
+
+
+def load_target(path, label: int):
+    """(bool mask (SI, AP, LR), spacing_mm, Volume) of vertebra ``label`` in a block file."""
+    vol = load_label(path, allow_empty=True)
+    mask = target_mask(vol.array, label)
+    return mask, np.asarray(vol.spacing, dtype=float), vol
+
+
+def _check_pair(real_vol, fake_vol, fake_path) -> None:
+    if real_vol.shape != fake_vol.shape:
+        raise UserError(f"grid {fake_vol.shape} differs from the real block's {real_vol.shape}",
+                        fake_path)
+    if not np.allclose(real_vol.spacing, fake_vol.spacing, atol=1e-3):
+        raise UserError(f"spacing {np.round(fake_vol.spacing, 3).tolist()} differs from the real "
+                        f"block's {np.round(real_vol.spacing, 3).tolist()}", fake_path)
+
+
+def _columns(prefix_suffix: str, result: dict) -> Dict[str, float]:
+    out = {}
+    for i, t in enumerate(THIRDS):
+        out[f"H_syn_{t}_mm{prefix_suffix}"] = float(result["H_syn"][i])
+    for i, t in enumerate(THIRDS):
+        out[f"H_ori_{t}_mm{prefix_suffix}"] = float(result["H_ori"][i])
+    for i, t in enumerate(THIRDS):
+        out[f"RHLV_{t}{prefix_suffix}"] = float(result["RHLV"][i])
+    out[f"syn_scale{prefix_suffix}"] = float(result["scale"])
+    out[f"shift_ap_lr_vox{prefix_suffix}"] = "{} {}".format(*result["shift_vox"])
+    return out
+
+
+def measure_files(real_path, fake_path, label: int, rule: HeightRule) -> dict:
+    """:func:`measure_pair` on two block files (UserError naming the file on any problem)."""
+    ori, spacing, real_vol = load_target(real_path, label)
+    syn, _, fake_vol = load_target(fake_path, label)
+    _check_pair(real_vol, fake_vol, fake_path)
+    if not syn.any():
+        raise UserError(f"no pseudo-healthy body for label {label}", fake_path)
+    if not ori.any():
+        raise UserError(f"label {label} is absent from the real block", real_path)
+    return measure_pair(syn, ori, spacing, rule)
+
+
+def rhlv_row(key: str, label_dir, fake_dir, rule: HeightRule, split: Optional[str] = None,
+             grade: Optional[int] = None, coronal: bool = False, fake_dir_cor=None,
+             rule_cor: Optional[HeightRule] = None) -> dict:
+    """One CSV row: identity columns, sagittal heights/RHLV and (``coronal``) the ``_cor`` ones."""
+    case, label = parse_key(key)
+    real = block_path(label_dir, key)
+    row = {"key": key, "case": case, "label": label, "level": LEVEL_NAMES.get(label, str(label)),
+           "split": split, "grade": grade}
+    row.update(_columns("", measure_files(real, block_path(fake_dir, key), label, rule)))
+    if coronal:
+        rc = rule_cor or HeightRule(rule.lr_fraction, rule.column_ratio, rule.column_filter,
+                                    "coronal", rule.rescale, rule.align_shift_vox)
+        fake_c = block_path(fake_dir_cor or fake_dir, key)
+        row.update(_columns("_cor", measure_files(real, fake_c, label, rc)))
+    return row
+
+
+def rhlv_table(items: Iterable[tuple], label_dir, fake_dir, rule: HeightRule,
+               coronal: bool = False, fake_dir_cor=None, skip_missing: bool = False,
+               progress: bool = True):
+    """pandas DataFrame of :func:`rhlv_row` for ``items`` = (key, split, grade) tuples."""
+    import pandas as pd
+    from tqdm import tqdm
+    items = list(items)
+    rows = []
+    for key, split, grade in tqdm(items, desc="RHLV", disable=not progress):
+        needed = [block_path(label_dir, key), block_path(fake_dir, key)]
+        if coronal and fake_dir_cor:
+            needed.append(block_path(fake_dir_cor, key))
+        missing = [p for p in needed if not p.exists()]
+        if missing:
+            if skip_missing:
+                log.warning("skipping %s: %s not found", key, missing[0])
+                continue
+            raise UserError("file not found (use --skip_missing to skip such vertebrae)", missing[0])
+        rows.append(rhlv_row(key, label_dir, fake_dir, rule, split, grade, coronal, fake_dir_cor))
+    if not rows:
+        raise UserError("no vertebra could be measured (no matching files)", label_dir)
+    return pd.DataFrame(rows)

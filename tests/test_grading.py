@@ -1,0 +1,123 @@
+"""Grading protocols on synthetic RHLV tables with known structure (evaluation/grading.py)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from evaluation import grading as G
+from evaluation.morphometry import genant_grade, grade_vertebra
+
+LOSS_BY_GRADE = {0: 0.05, 1: 0.225, 2: 0.32, 3: 0.50}
+
+
+def synthetic_table(n_cases=40, per_case=6, noise=0.02, seed=0, shuffle_labels=False):
+    """RHLV table whose features encode the grade: loss concentrated in one third (wedge,
+    biconcave or crush) with Gaussian noise; patients split 50/25/25 train/val/test."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for c in range(n_cases):
+        split = ["train", "train", "val", "test"][c % 4]
+        for j in range(per_case):
+            g = int(rng.choice(4, p=[0.55, 0.15, 0.15, 0.15]))
+            loss = LOSS_BY_GRADE[g]
+            morph = rng.integers(3)
+            amp = {0: [loss, loss / 2, 0.02], 1: [loss / 3, loss, loss / 3], 2: [loss] * 3}[morph]
+            amp = np.array(amp) + rng.normal(0, noise, 3)
+            rows.append({"key": f"c{c:03d}_{18 + j}", "case": f"c{c:03d}", "label": 18 + j,
+                         "split": split, "grade": g, "RHLV_a": amp[0], "RHLV_m": amp[1],
+                         "RHLV_p": amp[2]})
+    df = pd.DataFrame(rows)
+    if shuffle_labels:
+        df["grade"] = rng.permutation(df["grade"].to_numpy())
+    return df
+
+
+def _run(df, protocol, n_boot=0):
+    X_tt, y_tt, g_tt, X_val, y_val, _ = G.split_table(df, G.feature_names())
+    if protocol == "original":
+        return G.protocol_original(X_tt, y_tt, X_val, y_val, n_boot=n_boot)
+    return G.protocol_sound(X_tt, y_tt, g_tt, X_val, y_val, C_grid=(0.1, 1, 10), n_boot=n_boot)
+
+
+@pytest.mark.parametrize("protocol", ["original", "sound"])
+def test_protocols_order_clean_noisy_random(protocol):
+    f1 = {name: _run(df, protocol)["val"]["macro_f1"] for name, df in {
+        "clean": synthetic_table(noise=0.01),
+        "noisy": synthetic_table(noise=0.06),
+        "random": synthetic_table(noise=0.01, shuffle_labels=True)}.items()}
+    assert f1["clean"] > 0.8
+    assert f1["clean"] > f1["noisy"] > f1["random"]
+    assert f1["random"] < 0.45
+
+
+def test_sound_protocol_never_sees_val():
+    df = synthetic_table(noise=0.03, seed=1)
+    base = _run(df, "sound")
+    poisoned = df.copy()
+    val = poisoned["split"] == "val"
+    rng = np.random.default_rng(5)
+    poisoned.loc[val, G.feature_names()] = rng.normal(0, 50, (int(val.sum()), 3))
+    poisoned.loc[val, "grade"] = rng.integers(0, 4, int(val.sum()))
+    pois = _run(poisoned, "sound")
+    assert pois["cv"] == base["cv"]
+    assert pois["cv_fold_C"] == base["cv_fold_C"] and pois["best_C"] == base["best_C"]
+    assert pois["val"]["macro_f1"] != base["val"]["macro_f1"]  # the poison did reach the scoring
+
+
+def test_sound_cv_folds_are_patient_disjoint(monkeypatch):
+    df = synthetic_table(noise=0.03, seed=2)
+    seen = []
+    orig = G.StratifiedGroupKFold.split
+
+    def spy(self, X, y=None, groups=None):
+        for tr, te in orig(self, X, y, groups):
+            seen.append((set(np.asarray(groups)[tr]), set(np.asarray(groups)[te])))
+            yield tr, te
+    monkeypatch.setattr(G.StratifiedGroupKFold, "split", spy)
+    _run(df, "sound")
+    assert seen and all(not (a & b) for a, b in seen)
+    val_cases = set(df.loc[df["split"] == "val", "case"])
+    assert all(not (val_cases & (a | b)) for a, b in seen)
+
+
+def test_metrics_and_bootstrap():
+    y = np.array([0, 0, 1, 2, 3, 3])
+    m = G.classification_metrics(y, y)
+    assert m["macro_f1"] == 1.0 and m["accuracy"] == 1.0
+    assert np.trace(np.array(m["confusion_matrix"])) == 6
+    m2 = G.classification_metrics(y, np.zeros(6, int))
+    assert m2["per_class_recall"] == [1.0, 0.0, 0.0, 0.0]
+    ci = G.bootstrap_ci(y, [np.array([0, 1, 1, 2, 3, 0])], n_boot=200, seed=0)
+    lo, hi = ci["macro_f1"]
+    assert 0 <= lo <= hi <= 1 and hi > lo
+
+
+def test_genant_rule():
+    assert [genant_grade(x) for x in (0.1, 0.21, 0.3, 0.45)] == [0, 1, 2, 3]
+    r = grade_vertebra([14.0, 22.0, 25.0], [25.0, 25.0, 25.0])
+    assert r["morph_type"] == "wedge" and r["morph_grade"] == 3
+    r = grade_vertebra([24.0, 18.0, 25.0], None)
+    assert r["morph_type"] == "biconcave" and r["morph_grade"] == 2
+    r = grade_vertebra([18.0, 18.0, 18.0], [25.0, 25.0, 25.0])
+    assert r["morph_type"] == "crush" and r["morph_grade"] == 2
+    assert grade_vertebra([25.0, 25.0, 25.0], [25.5, 25.0, 24.8])["morph_grade"] == 0
+
+
+def test_svm_cli_writes_json_and_png(tmp_path, capsys):
+    from evaluation import SVM_grading
+    df = synthetic_table(noise=0.02, seed=3)
+    for t in "amp":
+        df[f"H_ori_{t}_mm"] = 25 * (1 - df[f"RHLV_{t}"])
+    csv = tmp_path / "rhlv.csv"
+    df.to_csv(csv, index=False)
+    for proto in ("sound", "original"):
+        assert SVM_grading.main(["--rhlv_csv", str(csv), "--output_dir", str(tmp_path / "out"),
+                                 "--protocol", proto, "--bootstrap", "50", "--C_grid", "0.1", "1"]) == 0
+        res = json.loads((tmp_path / "out" / f"svm_{proto}.json").read_text())
+        assert res["val"]["macro_f1"] > 0.7
+        assert "morphometry_val" in res
+        assert (tmp_path / "out" / f"confusion_{proto}.png").stat().st_size > 1000
+    assert "morphometry" in capsys.readouterr().out
