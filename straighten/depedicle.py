@@ -3,7 +3,11 @@
 The straightened label array is (SI, AP, LR) with AP increasing posteriorly. For each label, walk
 posteriorly along the mid-LR column from the centre line; the first AP row where the label is
 absent is the spinal canal. Per SI row that gives one canal row; the label's canal row is their
-median, and the label is deleted everywhere at or posterior to it (all SI rows, all LR columns).
+median -- unless the rows split into two groups (median more than ``gap`` voxels anterior of the
+third-largest value): in a severe biconcave fracture many rows through the depressed centre end
+early, before the posterior wall, and the median would cut off the posterior third of the body;
+then the median of the posterior group is used. The label is deleted everywhere at or posterior
+to that row (all SI rows, all LR columns).
 The body plus short pedicle stubs remain. Because it works in the block frame (anterior always
 at AP row 0), it is correct whatever the orientation of the input scan.
 
@@ -36,7 +40,7 @@ def canal_row(present_rows_ap: np.ndarray, centre_ap: int, start: str = "curve",
         rows = col[:, centre_ap]
         if rows.any():
             tail = col[rows, centre_ap:]
-            return int(np.median(_first_false(tail)) + centre_ap)
+            return int(_canal_of_rows(_first_false(tail)) + centre_ap)
     # anterior-most run of at least `min_run` voxels in each SI row; only rows whose run starts
     # near the most anterior start are body rows (above/below a flat body the first run is arch)
     starts, canals = [], []
@@ -53,6 +57,17 @@ def canal_row(present_rows_ap: np.ndarray, centre_ap: int, start: str = "curve",
     starts, canals = np.array(starts), np.array(canals)
     body_rows = starts <= starts.min() + body_tol
     return int(np.median(canals[body_rows]))
+
+
+def _canal_of_rows(canals: np.ndarray, gap: int = 5, cluster: int = 3) -> float:
+    """One canal row from per-SI-row candidates: the median, or the median of the posterior
+    group when the median lies more than ``gap`` voxels anterior of the third-largest value."""
+    v = np.sort(np.asarray(canals))[::-1]
+    top = v[min(2, len(v) - 1)]
+    med = float(np.median(v))
+    if top - med <= gap:
+        return med
+    return float(np.median(v[v >= top - cluster]))
 
 
 def _first_solid(row: np.ndarray, min_run: int) -> Optional[int]:

@@ -76,3 +76,16 @@ def test_geometry_save_load_and_inverse(tmp_path):
     w = block_to_world(g2, idx)
     back, ok = world_to_block(g2, w)
     assert ok.all() and np.allclose(back, idx, atol=1e-6)
+
+
+def test_depedicle_keeps_posterior_body_when_most_centre_rows_end_early():
+    """Severe biconcave body: most rows through the depressed centre end before the posterior
+    wall; the cut must still be at the canal, not inside the body."""
+    from straighten.depedicle import depedicle
+    lab = np.zeros((20, 60, 5), np.uint8)
+    lab[:12, 0:11, :] = 22          # short rows (depressed centre), more than half of them
+    lab[12:, 0:31, :] = 22          # full-depth rows reach the posterior wall at AP 30
+    lab[:, 36:46, :] = 22           # arch behind the canal (AP 31..35 empty)
+    out = depedicle(lab, centre_ap=5, centre_lr=2)
+    assert (out[12:, 11:31] == 22).all(), "posterior part of the body was cut"
+    assert not (out[:, 36:] == 22).any(), "arch was kept"
