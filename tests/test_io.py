@@ -267,3 +267,11 @@ def test_cli_wrapper_exits_2_with_one_line(tmp_path):
                        cwd=str(__import__('pathlib').Path(__file__).resolve().parents[1]))
     assert r.returncode == 2
     assert r.stderr.strip().count("\n") == 0 and r.stderr.startswith("error:") and "file not found" in r.stderr
+
+
+def test_written_files_have_normal_permissions(tmp_path):
+    import os
+    p = save_nifti(_vol(), tmp_path / "out.nii.gz")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (p.stat().st_mode & 0o777) == (0o666 & ~umask)
