@@ -1,0 +1,95 @@
+"""Training benchmark: paper-preset iterations/s (batch 12, 256 x 256, ngf 16, ndf 64, three
+PatchGANs) and the share of each iteration spent waiting for data, on straightened phantom blocks
+(1 mm, 256 x 256 x 64). CPU always; CUDA with and without AMP only when a GPU is present
+("not measured" rows otherwise).
+
+``run(quick=True)``: 3 timed iterations per setting (no warm-up on CPU: one paper-size CPU
+iteration takes tens of seconds, so warm-up effects are negligible); full: 1 warm-up + 5.
+"""
+from __future__ import annotations
+
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _blocks(tmp: Path) -> Path:
+    """3 phantom cases x 4 levels at 1 mm, straightened to 256 x 256 x 64; all keys in train."""
+    from data.phantom_cohort import write_cohort
+    from data.splits import keys_of, read_vertebra_json, write_vertebra_json
+    write_cohort(tmp, 3, seed=0, levels=("T12", "L1", "L2", "L3"), progress=False)
+    subprocess.run([sys.executable, str(ROOT / "straighten" / "straighten_mask_3d.py"),
+                    "--dataroot", str(tmp), "--output", str(tmp / "straight")],
+                   check=True, capture_output=True, cwd=ROOT)
+    allk = keys_of(read_vertebra_json(tmp / "vertebra_data.json"), ["train", "val", "test"])
+    write_vertebra_json(tmp / "all.json", {"train": {k: 0 for k in allk}})
+    return tmp
+
+
+def _time(root: Path, device: str, amp: bool, repeats: int, workers: int, warmup: int) -> dict:
+    from data.gan_dataset import GanDataConfig, HealthiVertDataset
+    from models.healthivert_model import build_model
+    from options.model_options import make_model_config
+    ds = HealthiVertDataset(GanDataConfig(str(root / "straight"), str(root / "all.json"),
+                                          cache_blocks=0))
+    torch.manual_seed(0)
+    model = build_model(make_model_config({}, 256, ds.slice_geometry()[0], amp), device)
+    loader = DataLoader(ds, batch_size=12, shuffle=True, num_workers=workers, drop_last=True,
+                        persistent_workers=workers > 0)
+    steps, waits, cpu = [], [], []
+    for i in range(repeats + warmup):
+        t0, c0 = time.perf_counter(), time.process_time()
+        batch = next(iter(loader))  # 12 vertebrae = one batch: a fresh pass each iteration
+        t1 = time.perf_counter()
+        model.set_input(batch)
+        model.optimize_parameters()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        t2 = time.perf_counter()
+        if i >= warmup:
+            steps.append(t2 - t0)
+            waits.append(t1 - t0)
+            cpu.append(time.process_time() - c0)
+    med = statistics.median(steps)
+    return {"benchmark": "training_iteration",
+            "setting": f"paper preset batch 12, 256x256, {'AMP' if amp else 'fp32'}, "
+                       f"{workers} loader workers, blocks decoded every time (no cache)",
+            "device": device, "seconds_median": med, "repeats": repeats,
+            "peak_mem_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+            "note": f"{1.0 / med:.3g} it/s; data wait {100 * sum(waits) / sum(steps):.1f} % of "
+                    f"iteration time; process CPU {statistics.median(cpu):.3g} s per iteration "
+                    f"(wall/CPU > 1 = other load on the machine); torch threads "
+                    f"{torch.get_num_threads()}"}
+
+
+def run(quick: bool = True) -> list:
+    repeats = 3 if quick else 5
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = _blocks(Path(tmp))
+        rows.append(_time(root, "cpu", False, repeats, 0, 0 if quick else 1))
+        if torch.cuda.is_available():
+            rows.append(_time(root, "cuda", False, repeats, 2, 1))
+            rows.append(_time(root, "cuda", True, repeats, 2, 1))
+    if not torch.cuda.is_available():
+        for amp in (False, True):
+            rows.append({"benchmark": "training_iteration",
+                         "setting": f"paper preset batch 12, 256x256, {'AMP' if amp else 'fp32'}",
+                         "device": "cuda", "seconds_median": None, "repeats": 0,
+                         "peak_mem_mb": None, "note": "not measured (no GPU on this machine)"})
+    return rows
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    for r in run(quick=True):
+        print(r)

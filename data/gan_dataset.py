@@ -1,0 +1,300 @@
+"""GAN training/eval samples from straightened blocks (METHOD.md §2; batch dict in BRIEF.md).
+
+One sample = one 2D slice of one vertebra's straightened block:
+
+* ``aligned_sagittal`` (default): ``block[:, :, z]`` (rows SI, columns AP), z drawn from the
+  central 80 % of the target's LR extent with triangular weights.
+* ``aligned_coronal``: ``block[:, y, :]`` (rows SI, columns LR), y drawn from the central 80 % of
+  the target's AP extent, pasted into the centre of an ``image_size``-wide canvas.
+
+Blocks larger than ``image_size`` are centre-cropped (``fit='crop'``, default: the target stays
+at the centre, mm per pixel and the band in rows are unchanged) or resampled in-plane by
+``image_size / H`` (``fit='resize'``: images bilinear with antialiasing, labels nearest; the band
+in rows and the 50 mm² rule follow the new pixel spacing, so the band stays proportional).
+Blocks smaller than ``image_size`` are always resampled.
+
+Training draws are seeded per ``(seed, epoch, index)`` (call :meth:`set_epoch`), so the same seed
+gives the same samples whatever the worker count; eval/test (``random_slices=False``) uses the
+valid slice nearest the target's centre.
+"""
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from data import band as bd
+from data.augment import apply_augment, draw_augment
+from data.intensity import hu_to_unit
+from data.splits import keys_of, parse_key, read_vertebra_json
+from utils.errors import UserError
+
+log = logging.getLogger(__name__)
+
+DATASET_MODES = ("aligned_sagittal", "aligned_coronal")
+FIT_MODES = ("crop", "resize")
+IMAGE_FILL = -1.0  # [-1, 1] value for rows shifted in from beyond the image / canvas padding
+
+
+@dataclass(frozen=True)
+class GanDataConfig:
+    """The few values the dataset needs (built from the options by train.py / test.py)."""
+    dataroot: str
+    vertebra_json: str
+    phase: str = "train"
+    mode: str = "aligned_sagittal"
+    cam_folder: Optional[str] = None
+    band_mm: float = 40.0
+    vert_class: str = "normal"        # normal: grade <= max_grade; abnormal: grade > max_grade; all
+    max_grade: int = 1
+    image_size: int = 256
+    fit: str = "crop"                 # crop (keep mm per pixel) or resize blocks != image_size
+    random_slices: bool = True        # False: deterministic (central valid slice)
+    seed: int = 0
+    cache_blocks: int = 64            # LRU size in blocks (-1 = all, 0 = none)
+    slice_fraction: float = 0.8
+    aug_intensity: float = 0.0
+    aug_shift_px: int = 0
+
+
+@dataclass
+class _Block:
+    ct: np.ndarray        # (H, W, D) float16 in [-1, 1]
+    label: np.ndarray     # (H, W, D) uint8/int VerSe ids
+    spacing: np.ndarray   # (3,) mm
+    cam: Optional[np.ndarray]  # (H, W, D) float16 in [0, 1] or None
+
+
+def select_keys(vertebra_json: str, phase: str, vert_class: str, max_grade: int) -> Dict[str, int]:
+    """``{key: grade}`` of ``phase`` filtered by class (``normal``/``abnormal``/``all``)."""
+    grades = keys_of(read_vertebra_json(vertebra_json), [phase])
+    if vert_class == "normal":
+        return {k: g for k, g in grades.items() if g <= max_grade}
+    if vert_class == "abnormal":
+        return {k: g for k, g in grades.items() if g > max_grade}
+    return dict(grades)
+
+
+def _read_block(root: Path, key: str):
+    try:
+        from straighten.blocks import load_block  # the straightening owner's reader
+    except ImportError:
+        load_block = None
+    if load_block is not None:
+        return load_block(root, key)
+    from data.io import load_ct, load_label
+    return load_ct(root / "CT" / f"{key}.nii.gz"), load_label(root / "label" / f"{key}.nii.gz")
+
+
+class HealthiVertDataset(Dataset):
+    """Map-style dataset: item ``i`` is one slice of vertebra ``keys[i]`` as the GAN batch dict."""
+
+    def __init__(self, cfg: GanDataConfig, keys: Optional[List[str]] = None):
+        if cfg.mode not in DATASET_MODES:
+            raise UserError(f"unknown dataset mode {cfg.mode!r} (choose from {DATASET_MODES})")
+        self.cfg = cfg
+        self.root = Path(cfg.dataroot)
+        if not self.root.is_dir():
+            raise UserError("--dataroot is not a folder", self.root)
+        if keys is None:
+            grades = select_keys(cfg.vertebra_json, cfg.phase, cfg.vert_class, cfg.max_grade)
+            keys = sorted(grades)
+        present = [k for k in keys if (self.root / "CT" / f"{k}.nii.gz").is_file()]
+        if len(present) < len(keys):
+            log.warning("%d of %d %s vertebrae have no straightened block under %s (skipped)",
+                        len(keys) - len(present), len(keys), cfg.phase, self.root)
+        if not present:
+            raise UserError(f"no straightened blocks for the {cfg.phase!r} {cfg.vert_class} "
+                            f"vertebrae of {cfg.vertebra_json} (expected CT/<key>.nii.gz)", self.root)
+        self.keys = present
+        self.epoch = 0
+        self._cache: "OrderedDict[str, _Block]" = OrderedDict()
+        self._valid: Dict[Tuple[str, int], tuple] = {}
+        self._cam_warned = False
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the per-epoch random stream (training draws depend on (seed, epoch, index))."""
+        self.epoch = int(epoch)
+
+    # ------------------------------------------------------------------ blocks and slices
+    def block(self, key: str) -> _Block:
+        """Decoded block (LRU-cached; CT stored as float16 [-1, 1] whether cached or not)."""
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        ct, lab = _read_block(self.root, key)
+        if ct is None:
+            raise UserError(f"straightened block {key} has no CT", self.root / "CT")
+        blk = _Block(hu_to_unit(np.asarray(ct.array, np.float32)).astype(np.float16),
+                     np.asarray(lab.array), np.asarray(lab.spacing, np.float64), self._cam(key, ct.shape))
+        if self.cfg.cache_blocks != 0:
+            self._cache[key] = blk
+            while 0 < self.cfg.cache_blocks < len(self._cache):
+                self._cache.popitem(last=False)
+        return blk
+
+    def _cam(self, key: str, shape) -> Optional[np.ndarray]:
+        if not self.cfg.cam_folder:
+            return None
+        path = Path(self.cfg.cam_folder) / f"{key}.nii.gz"
+        if not path.is_file():
+            if not self._cam_warned:
+                log.warning("no CAM %s (and possibly others): using zeros (network sees 1-CAM = 1)",
+                            path)
+                self._cam_warned = True
+            return None
+        from data.io import load_volume
+        cam = load_volume(path).array
+        if cam.shape != tuple(shape):
+            raise UserError(f"CAM shape {cam.shape} != block shape {tuple(shape)}", path)
+        return np.clip(cam, 0.0, 1.0).astype(np.float16)
+
+    @property
+    def _axis(self) -> int:
+        return 2 if self.cfg.mode == "aligned_sagittal" else 1
+
+    def _slice(self, blk: _Block, idx: int):
+        """The 2D slice ``idx`` on the image grid: (image, labels, cam|None, (row_mm, col_mm))."""
+        take = (lambda v: v[:, :, idx]) if self._axis == 2 else (lambda v: v[:, idx, :])
+        img = take(blk.ct).astype(np.float32)
+        lab = take(blk.label)
+        cam = None if blk.cam is None else take(blk.cam).astype(np.float32)
+        sy, sx = blk.spacing[0], blk.spacing[1 if self._axis == 2 else 2]
+        size = self.cfg.image_size
+        if self.cfg.fit == "crop" and img.shape[0] >= size:
+            r0 = (img.shape[0] - size) // 2
+            c0 = max(0, (img.shape[1] - size) // 2)
+            crop = lambda v: None if v is None else v[r0:r0 + size, c0:c0 + size]  # noqa: E731
+            img, lab, cam = crop(img), crop(lab), crop(cam)
+        h, w = img.shape
+        f = size / h
+        new_w = size if (self._axis == 2 or w >= size) else max(1, int(round(w * f)))
+        if (h, w) != (size, new_w):
+            img = _resize(img, size, new_w, "bilinear")
+            cam = None if cam is None else _resize(cam, size, new_w, "bilinear")
+            lab = lab[np.minimum(((np.arange(size) + 0.5) / f).astype(int), h - 1)][
+                :, np.minimum(((np.arange(new_w) + 0.5) * w / new_w).astype(int), w - 1)]
+        spacing = (sy * h / size, sx * w / new_w)
+        if new_w < size:  # coronal: paste into the centre of the canvas
+            c0 = (size - new_w) // 2
+            img = _paste(img, size, c0, IMAGE_FILL)
+            lab = _paste(lab, size, c0, 0)
+            cam = None if cam is None else _paste(cam, size, c0, 0.0)
+        return img, lab, cam, spacing
+
+    def _candidates(self, key: str, label: int, blk: Optional[_Block] = None):
+        """Candidate slice indices, triangular weights, validity, extent (lo, hi); computed once
+        per vertebra (small arrays) and kept even when blocks are not cached."""
+        if (key, label) in self._valid:
+            return self._valid[(key, label)]
+        blk = blk or self.block(key)
+        other = (0, 1) if self._axis == 2 else (0, 2)
+        present = np.flatnonzero((blk.label == label).any(axis=other))
+        if present.size == 0:
+            raise UserError(f"vertebra {key}: label {label} is absent from its straightened block",
+                            self.root / "label" / f"{key}.nii.gz")
+        lo, hi = int(present[0]), int(present[-1]) + 1
+        z, w = bd.central_candidates(lo, hi, self.cfg.slice_fraction)
+        valid = np.array([self._slice_valid(blk, int(i), label) for i in z])
+        self._valid[(key, label)] = (z, w, valid, (lo, hi))
+        return self._valid[(key, label)]
+
+    def _slice_valid(self, blk: _Block, idx: int, label: int) -> bool:
+        _, lab, _, (sy, sx) = self._slice(blk, idx)
+        min_px = bd.min_target_pixels(sy * sx)
+        return bd.slice_is_valid(bd.clean_mask(lab == label, min_px), min_px,
+                                 bd.band_rows_from_mm(self.cfg.band_mm, sy))
+
+    # ------------------------------------------------------------------ samples
+    def choose(self, index: int, blk: Optional[_Block] = None) -> int:
+        """Slice index for item ``index`` (seeded draw when training, central valid slice else)."""
+        key = self.keys[index]
+        z, w, valid, (lo, hi) = self._candidates(key, parse_key(key)[1], blk)
+        if self.cfg.random_slices:
+            rng = np.random.default_rng([self.cfg.seed, self.epoch, index])
+            i = bd.choose_slice(valid, w, rng)
+        else:
+            i = bd.deterministic_slice(valid, z, (lo + hi - 1) / 2.0)
+        if i < 0:
+            raise UserError(f"vertebra {key}: no slice in the central {self.cfg.slice_fraction:.0%} "
+                            f"has >= 50 mm^2 of target and an SI extent < {self.cfg.band_mm} mm; "
+                            "remove it from the vertebra JSON", self.root / "label" / f"{key}.nii.gz")
+        return int(z[i])
+
+    def slice_arrays(self, key: str, idx: int):
+        """Slice ``idx`` of ``key`` on the image grid (no band, no augmentation):
+        ``(image [-1, 1], labels, cam or None, (row_mm, col_mm))``."""
+        return self._slice(self.block(key), int(idx))
+
+    def slice_geometry(self, key: Optional[str] = None) -> Tuple[int, Tuple[float, float]]:
+        """``(band_rows, (row_mm, col_mm))`` of the slices of ``key`` (default: the first key)."""
+        key = key or self.keys[0]
+        blk = self.block(key)
+        _, _, _, (sy, sx) = self._slice(blk, blk.ct.shape[self._axis] // 2)
+        return bd.band_rows_from_mm(self.cfg.band_mm, sy), (float(sy), float(sx))
+
+    def __getitem__(self, item) -> dict:
+        """``item``: an index, or ``(epoch, index)`` (the epoch-aware sampler of train.py, so
+        persistent DataLoader workers draw with the right epoch)."""
+        if isinstance(item, (tuple, list)):
+            self.set_epoch(item[0])
+            item = item[1]
+        index = int(item)
+        key = self.keys[index]
+        label = parse_key(key)[1]
+        blk = self.block(key)
+        idx = self.choose(index, blk)
+        lo, hi = self._candidates(key, label, blk)[3]
+        img, lab, cam, (sy, sx) = self._slice(blk, idx)
+        if self.cfg.random_slices and (self.cfg.aug_intensity > 0 or self.cfg.aug_shift_px > 0):
+            rng = np.random.default_rng([self.cfg.seed, self.epoch, index, 1])
+            p = draw_augment(rng, self.cfg.aug_intensity, self.cfg.aug_shift_px)
+            img, lab, cam = apply_augment(p, img, lab, cam, IMAGE_FILL)
+        return make_sample(img, lab, cam, label, bd.band_rows_from_mm(self.cfg.band_mm, sy),
+                           bd.min_target_pixels(sy * sx), bd.slice_ratio(idx, lo, hi), key, idx)
+
+
+def make_sample(img: np.ndarray, lab: np.ndarray, cam: Optional[np.ndarray], label: int,
+                band_rows: int, min_px: int, ratio: float, key: str, slice_index: int) -> dict:
+    """Build the GAN batch dict from one 2D slice: image ``(H, W)`` in [-1, 1], labels ``(H, W)``,
+    cam ``(H, W)`` in [0, 1] or None (zeros)."""
+    h, w = img.shape
+    tgt = bd.clean_mask(lab == label, min_px)
+    x1, x2 = bd.target_rows(tgt)
+    neigh = ((lab != label) & (lab > 0)).astype(np.float32)
+    cam = np.zeros((h, w), np.float32) if cam is None else cam.astype(np.float32)
+    a = int(bd.band_top(x1, x2, band_rows, h))
+    src = bd.context_source_rows([x1], [x2], [a], band_rows, h)
+    a_img = bd.apply_source_rows(img[None], src, fill=IMAGE_FILL, band_value=0.0)[0]
+    stack = bd.apply_source_rows(np.stack([neigh, cam])[None], src, 0.0, 0.0)[0]
+    band = np.repeat(bd.band_mask_rows([a], band_rows, h)[0][:, None], w, axis=1)
+    t = lambda x: torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None]  # noqa: E731
+    return {
+        "A": t(a_img), "B": t(img), "mask": t(band), "A_mask": t(tgt), "normal_vert": t(stack[0]),
+        "CAM": t(stack[1]), "slice_ratio": torch.tensor(float(ratio), dtype=torch.float32),
+        "height": torch.tensor(float(x2 - x1)), "x1": torch.tensor(x1), "x2": torch.tensor(x2),
+        "band_top": torch.tensor(a), "band_rows": torch.tensor(int(band_rows)),
+        "key": key, "slice_index": int(slice_index),
+    }
+
+
+def _resize(x: np.ndarray, h: int, w: int, mode: str) -> np.ndarray:
+    t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None, None]
+    return F.interpolate(t, size=(h, w), mode=mode, align_corners=False,
+                         antialias=True)[0, 0].numpy()
+
+
+def _paste(x: np.ndarray, width: int, c0: int, fill) -> np.ndarray:
+    out = np.full((x.shape[0], width), fill, dtype=x.dtype)
+    out[:, c0:c0 + x.shape[1]] = x
+    return out

@@ -1,0 +1,64 @@
+"""Options: presets vs explicit flags, choices from the registries, frozen results, help text."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from options.train_options import options_from_dict, parse_train_options, train_parser
+from options.test_options import make_test_parser
+from utils.errors import UserError
+
+
+def test_defaults_and_paper_preset():
+    o = parse_train_options([])
+    m = o.model_dict()
+    assert (o.schedule.batch_size, m["lr"], m["beta1"], o.data.band_mm) == (12, 2e-4, 0.5, 40.0)
+    p = parse_train_options(["--preset", "paper", "--batch_size", "3", "--lambda_L1", "2"])
+    assert p.schedule.batch_size == 3                     # explicit flag wins over the preset
+    assert p.model_dict()["lambda_L1"] == 2.0
+    assert (p.schedule.n_epochs, p.schedule.n_epochs_decay, p.schedule.eval_freq) == (200, 800, 15)
+
+
+def test_preset_file_and_errors(tmp_path):
+    f = tmp_path / "mine.json"
+    f.write_text(json.dumps({"n_epochs": 3, "ngf": 8}))
+    o = parse_train_options(["--preset", str(f)])
+    assert o.schedule.n_epochs == 3 and o.model_dict()["ngf"] == 8
+    f.write_text(json.dumps({"no_such_option": 1}))
+    with pytest.raises(UserError, match="unknown options"):
+        parse_train_options(["--preset", str(f)])
+    with pytest.raises(UserError, match="unknown preset"):
+        parse_train_options(["--preset", "nope"])
+
+
+def test_choices_and_frozen(capsys):
+    with pytest.raises(SystemExit) as exc:
+        parse_train_options(["--netD", "nope"])
+    assert exc.value.code == 2 and "patchgan" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse_train_options(["--dataset_mode", "axial"])
+    o = parse_train_options(["--no-use_cam", "--edge_on_binary", "--l1_norm", "original"])
+    assert o.model_dict()["use_cam"] is False and o.model_dict()["edge_on_binary"] is True
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        o.schedule.batch_size = 1  # type: ignore[misc]
+    assert options_from_dict(o.to_dict()) == o                 # options.json round trip
+
+
+def test_every_flag_has_help():
+    for parser in (train_parser(), make_test_parser()):
+        for a in parser._actions:
+            if a.dest != "help":
+                assert a.help and len(a.help) > 15, a.dest
+    flags = {s for a in train_parser()._actions for s in a.option_strings}
+    for name in ("--dataroot", "--name", "--checkpoints_dir", "--batch_size", "--n_epochs",
+                 "--n_epochs_decay", "--lr", "--beta1", "--lambda_L1", "--continue_train",
+                 "--epoch", "--phase", "--device", "--preset", "--seed", "--num_threads",
+                 "--vertebra_json", "--cam_folder", "--band_mm", "--vert_class",
+                 "--healthy_max_grade", "--dataset_mode", "--eval_freq", "--save_epoch_freq",
+                 "--amp", "--overwrite", "--max_steps", "--image_size", "--no_progress",
+                 "--netG", "--netD", "--no-use_edge", "--no-use_height",
+                 "--no-use_contextual_attention"):
+        assert name in flags, name
+    assert "--results_dir" in {s for a in make_test_parser()._actions for s in a.option_strings}
