@@ -1,0 +1,92 @@
+"""Benchmark: 3D synthesis seconds per vertebra, batched vs one slice at a time (``--batch 1``),
+measured in the same process on the same blocks (the ratio is what matters).
+
+Paper geometry: 256 x 256 x 64 blocks, an untrained paper-preset generator (ngf 16, ~0.99 M
+parameters; speed only), the iterative upper -> lower -> target pipeline of
+:func:`synthesis.iterative.synthesize_view` (file I/O excluded). Blocks are synthetic: three
+bodies (25-row, 40 mm wide targets, so ~40 sagittal slices x 3 steps per vertebra); quick mode uses
+narrower bodies (4 slices). Expect no gain on CPU for the paper model: it is compute-bound there
+(~1.4 s per 256² slice on one thread, convolutions ~2/3 of it), so batching pays on CUDA. A small
+model (ngf 8, 96 px, 40 slices) is timed too: there per-call overhead dominates and batching helps
+on CPU as well.
+"""
+from __future__ import annotations
+
+import resource
+import statistics
+import time
+from typing import List
+
+import numpy as np
+import torch
+
+from synthesis.iterative import ModelStep, VertebraInput, synthesize_view
+
+
+def _block(width: int, seed: int, size: int = 256) -> VertebraInput:
+    """A (size, size, 64) block with three bodies (19, 20, 21) stacked along SI, ``width`` LR slices."""
+    rng = np.random.default_rng(seed)
+    shape = (size, size, 64)
+    lab = np.zeros(shape, np.int32)
+    z0 = (shape[2] - width) // 2
+    f = size / 256.0
+    for label, (r0, r1) in zip((19, 20, 21), ((66, 92), (115, 141), (164, 191))):
+        lab[int(r0 * f):int(r1 * f), int(100 * f):int(150 * f), z0:z0 + width] = label
+    img = np.where(lab > 0, 0.3, -0.5) + rng.normal(0, 0.05, shape)
+    return VertebraInput(f"bench{seed}_20", 20, img.astype(np.float32), lab, None, (256.0 / size,) * 3)
+
+
+def _time(model, device, blocks, batch: int, size: int, band_rows: int) -> float:
+    t0 = time.perf_counter()
+    for _ in synthesize_view(blocks, ModelStep(model, device), "sagittal", size, band_rows, batch):
+        pass
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - t0) / len(blocks)
+
+
+def _peak_mb(device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated() / 2 ** 20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _settings(quick: bool):
+    """(name, ModelConfig, LR slices per vertebra, vertebrae, batch sizes): the paper geometry and,
+    for contrast, a small model (ngf 8, 96 px) where per-call overhead matters."""
+    from models.config import ModelConfig
+    paper = ("paper G 256px", ModelConfig.paper(), 4 if quick else 40, 1, (1, 12) if quick else (1, 16, 64))
+    small = ("small G 96px", ModelConfig(ngf=8, ndf=32, image_size=96, band_rows=30), 40, 1, (1, 16, 64))
+    return [paper, small]
+
+
+def run(quick: bool = True) -> List[dict]:
+    from models.healthivert_model import HealthiVertModel
+    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    repeats = 3
+    rows: List[dict] = []
+    for device in devices:
+        for name, cfg, width, n_vert, batches in _settings(quick):
+            torch.manual_seed(0)
+            model = HealthiVertModel(cfg, device).eval()
+            blocks = [_block(width, s, cfg.image_size) for s in range(n_vert)]
+            args = (cfg.image_size, cfg.band_rows)
+            _time(model, device, blocks[:1], max(batches), *args)  # warm-up
+            times = {b: [] for b in batches}
+            for _ in range(repeats):  # interleaved, so load changes hit all settings alike
+                for b in batches:
+                    times[b].append(_time(model, device, blocks, b, *args))
+            base = statistics.median(times[1])
+            for b in batches:
+                med = statistics.median(times[b])
+                rows.append({"benchmark": "synthesis_3d", "setting": f"{name}, batch {b}",
+                             "device": device.type, "seconds_median": med, "repeats": repeats,
+                             "ratio": base / med, "peak_mem_mb": round(_peak_mb(device), 1),
+                             "note": f"s/vertebra, {width} sagittal slices x 3 steps, untrained G, "
+                                     f"torch threads {torch.get_num_threads()}; ratio = batch-1 time / this"})
+    return rows
+
+
+if __name__ == "__main__":  # run as `python -m benchmarks.synthesis` (a plain path would shadow the package)
+    for r in run(quick=True):
+        print(r)

@@ -1,0 +1,74 @@
+"""2.5D fusion of a sagittal and a coronal synthesis of the same block.
+
+The rule (voxel-wise, on the block grid):
+
+* **image**: the mean of the two pseudo-healthy images (in [-1, 1], i.e. the mean HU). Where one
+  view left a voxel real (a slice without the target) and the other synthesised it, the mean is
+  half real, half synthetic -- both views vote with equal weight everywhere; voxels neither view
+  synthesised keep the real block's HU exactly (``touched``).
+* **target mask**: the mean of the two target soft masks (each model's composite ``seg``; 0 in a
+  view's slices without the target), thresholded at 0.5 -- a voxel is target when the two
+  probabilities average to at least one half (one view at 1.0 suffices, as the image is then at
+  least half that view's).
+* **other labels** (neighbours, moved apart by SHRM): from the sagittal result, the primary
+  model of the original method; the coronal result's where the sagittal one is background.
+
+The original release has no image-level fusion (only its SVM sees 3 sagittal + 3 coronal RHLVs);
+this rule is this project's, documented here and in the CLI help.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, Optional
+
+import numpy as np
+
+from synthesis.iterative import ViewResult
+
+THRESHOLD = 0.5
+
+
+@dataclass
+class Synthesis:
+    """The final result of one block: ``image`` (X, Y, Z) float32 in [-1, 1], ``labels`` (X, Y, Z)
+    int (target where ``prob >= 0.5``), ``prob`` float32 target probability; per-view slice counts,
+    heights (mm) and seconds."""
+    key: str
+    label: int
+    image: np.ndarray
+    labels: np.ndarray
+    prob: np.ndarray
+    slices: Dict[str, int] = field(default_factory=dict)
+    height_mm: Dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+    touched: Optional[np.ndarray] = None  # (X, Y, Z) bool: synthesised voxels (None: all)
+
+
+def from_view(r: ViewResult) -> Synthesis:
+    """A single view's result as the final result (its running label map already holds the target
+    exactly where its composite soft mask is >= 0.5)."""
+    return Synthesis(r.key, r.label, r.image, r.labels, r.prob, {r.view: int(r.slices.size)},
+                     {r.view: r.height_mm}, r.seconds, r.touched)
+
+
+def fuse(sagittal: Optional[ViewResult], coronal: Optional[ViewResult]) -> Synthesis:
+    """Fuse the two views by the rule in the module doc; either may be None (single view)."""
+    if sagittal is None or coronal is None:
+        only = sagittal if sagittal is not None else coronal
+        if only is None:
+            raise ValueError("fuse needs at least one view")
+        return from_view(only)
+    if sagittal.key != coronal.key or sagittal.image.shape != coronal.image.shape:
+        raise ValueError(f"cannot fuse {sagittal.key} {sagittal.image.shape} with "
+                         f"{coronal.key} {coronal.image.shape}")
+    t = sagittal.label
+    image = 0.5 * (sagittal.image + coronal.image)
+    prob = 0.5 * (sagittal.prob + coronal.prob)
+    sag_other = np.where(sagittal.labels == t, 0, sagittal.labels)
+    cor_other = np.where(coronal.labels == t, 0, coronal.labels)
+    others = np.where(sag_other > 0, sag_other, cor_other)
+    labels = np.where(prob >= THRESHOLD, t, others).astype(sagittal.labels.dtype)
+    return Synthesis(sagittal.key, t, image.astype(np.float32), labels, prob.astype(np.float32),
+                     {"sagittal": int(sagittal.slices.size), "coronal": int(coronal.slices.size)},
+                     {"sagittal": sagittal.height_mm, "coronal": coronal.height_mm},
+                     sagittal.seconds + coronal.seconds, sagittal.touched | coronal.touched)

@@ -1,0 +1,121 @@
+#!/usr/bin/env python
+"""Height accuracy of 3D synthesis on the phantom cohort, next to the neighbour baselines.
+
+For every *fractured* vertebra (grade >= ``--min_grade``) of ``--phase``: the anterior / middle /
+posterior heights (mm) of the synthesised target in ``<results_dir>/label_fake/<key>.nii.gz`` are
+compared with the healthy twin's true heights from ``<case>_truth.json``
+(``healthy_heights_mm``); the same is done for the neighbour baselines of
+``evaluation.baselines`` (``interp``: linear interpolation of the two neighbours; ``copy``: the
+nearer healthy neighbour) built from the fractured block, and for the fractured body itself
+(``none``: no restoration). Heights use ``evaluation.heights.measure_own`` with
+``column_filter='none'`` (the phantom truth's own definition: mean SI extent per AP third over the
+central 40 % of the LR width).
+
+    python -m synthesis.phantom_eval --results_dir results/synthesis --dataroot blocks \\
+        --cohort phantom --phase val --output results/synthesis/phantom_heights.csv
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from data.io import load_label  # noqa: E402
+from data.splits import keys_of, parse_key, read_vertebra_json  # noqa: E402
+from utils.errors import UserError, run_cli  # noqa: E402
+from utils.fileio import read_json, write_text  # noqa: E402
+
+log = logging.getLogger("phantom_eval")
+THIRD_NAMES = ("anterior", "middle", "posterior")
+
+
+def true_heights(cohort: Path, key: str) -> np.ndarray:
+    """Healthy-twin A/M/P heights (mm) of ``key`` from the phantom truth file."""
+    case, label = parse_key(key)
+    p = cohort / "raw" / case / f"{case}_truth.json"
+    if not p.is_file():
+        p = cohort / case / f"{case}_truth.json"
+    t = read_json(p)
+    try:
+        h = t["vertebrae"][str(label)]["healthy_heights_mm"]
+    except KeyError:
+        raise UserError(f"no healthy_heights_mm for vertebra {label}", p) from None
+    return np.array([float(h[n]) for n in THIRD_NAMES])
+
+
+def measure(mask: np.ndarray, spacing) -> np.ndarray:
+    from evaluation.heights import HeightRule, measure_own
+    if not mask.any():
+        return np.full(3, np.nan)
+    return measure_own(mask, spacing, HeightRule(column_filter="none"))
+
+
+def evaluate_key(key: str, grades: Dict[str, int], results: Path, blocks: Path, cohort: Path) -> dict:
+    """Heights (mm) per method and their absolute % errors vs the healthy truth."""
+    from evaluation.baselines import baseline_block
+    from straighten.blocks import load_block
+    case, label = parse_key(key)
+    ct, lab = load_block(blocks, key)
+    sp = lab.spacing
+    truth = true_heights(cohort, key)
+    fake = load_label(results / "label_fake" / f"{key}.nii.gz", allow_empty=True).array
+    heights = {"gan": measure(fake == label, sp), "none": measure(lab.array == label, sp)}
+    healthy = {l: grades.get(f"{case}_{l}", 0) == 0 for l in (label - 1, label + 1)}
+    for method in ("interp", "copy"):
+        _, lab_b = baseline_block(ct.array, lab.array, label, method, healthy)
+        heights[method] = measure(lab_b == label, sp)
+    row = {"key": key, "grade": grades[key], **{f"true_{n[0]}": truth[i] for i, n in enumerate(THIRD_NAMES)}}
+    for m, h in heights.items():
+        err = np.abs(h - truth) / truth * 100.0
+        row.update({f"{m}_{n[0]}": h[i] for i, n in enumerate(THIRD_NAMES)})
+        row[f"{m}_err_pct"] = float(np.nanmean(err))
+    return row
+
+
+def summarise(rows: List[dict]) -> str:
+    lines = [f"vertebrae: {len(rows)}",
+             "method   mean abs height error % (A/M/P averaged)   median"]
+    for m in ("gan", "interp", "copy", "none"):
+        e = np.array([r[f"{m}_err_pct"] for r in rows], float)
+        lines.append(f"{m:8s} {np.nanmean(e):6.2f}  (sd {np.nanstd(e):5.2f})               "
+                     f"{np.nanmedian(e):6.2f}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--results_dir", required=True, help="output of eval_3d_sagittal_twostage.py")
+    ap.add_argument("--dataroot", required=True, help="straightened blocks of the fractured cohort")
+    ap.add_argument("--cohort", required=True, help="phantom cohort root (raw/<case>/<case>_truth.json, "
+                    "vertebra_data.json)")
+    ap.add_argument("--vertebra_json", help="split/grade file (default <cohort>/vertebra_data.json)")
+    ap.add_argument("--phase", nargs="+", default=["val"], help="split(s) to evaluate (default val)")
+    ap.add_argument("--min_grade", type=int, default=1, help="smallest Genant grade counted as fractured")
+    ap.add_argument("--output", help="CSV of per-vertebra heights and errors (default "
+                    "<results_dir>/phantom_heights.csv)")
+    args = ap.parse_args(argv)
+    import pandas as pd
+    cohort, results = Path(args.cohort), Path(args.results_dir)
+    grades_all = keys_of(read_vertebra_json(args.vertebra_json or cohort / "vertebra_data.json"),
+                         ["train", "val", "test"])
+    keys = [k for k, g in sorted(keys_of(read_vertebra_json(args.vertebra_json or cohort / "vertebra_data.json"),
+                                         args.phase).items()) if g >= args.min_grade]
+    keys = [k for k in keys if (results / "label_fake" / f"{k}.nii.gz").is_file()]
+    if not keys:
+        raise UserError("no synthesised fractured vertebrae of the phase", results / "label_fake")
+    rows = [evaluate_key(k, grades_all, results, Path(args.dataroot), cohort) for k in keys]
+    out = Path(args.output) if args.output else results / "phantom_heights.csv"
+    write_text(out, pd.DataFrame(rows).round(3).to_csv(index=False))
+    print(summarise(rows))
+    print(f"per-vertebra table: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

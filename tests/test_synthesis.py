@@ -1,0 +1,213 @@
+"""Unit tests of the 3D synthesis stage: slicing views, the step batch (same as training), the
+label update (same row map as the SHRM composite), the iterative scheduler and the fusion rule.
+
+The scheduler tests use a small deterministic stand-in with the model's ``infer`` contract (built
+on the real ``models.shrm`` composite); the end-to-end tests with a real generator are in
+``test_synthesis_cli.py``.
+"""
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+import pytest
+import torch
+
+from data import band as bd
+from data.gan_dataset import make_sample
+from models.shrm import composite_index, shrm_composite
+from synthesis.fusion import fuse
+from synthesis.iterative import (ModelStep, Scheduler, SliceTask, VertebraInput, ViewResult,
+                                 neighbours, synthesize_view)
+from synthesis.steps import build_batch, update_labels
+from synthesis.views import SliceGrid
+
+
+class GrowModel:
+    """Test double with ``infer``'s contract: the band is filled with +0.5, the rebuilt vertebra is
+    a box of ``h + grow`` rows centred in the band, pasted with the real SHRM composite."""
+
+    def __init__(self, grow: int = 4):
+        self.grow, self.calls = grow, []
+
+    def infer(self, batch):
+        self.calls.append(list(zip(batch["key"], batch["slice_index"])))
+        a_img, band_rows = batch["A"], int(batch["band_rows"][0])
+        x1, x2, a = batch["x1"], batch["x2"], batch["band_top"]
+        big_h = (x2 - x1) + self.grow
+        n, _, rows, cols = a_img.shape
+        r = torch.arange(rows).view(1, 1, rows, 1)
+        c = torch.arange(cols).view(1, 1, 1, cols)
+        centre = (a + band_rows // 2).view(-1, 1, 1, 1)
+        first = centre - (big_h // 2).view(-1, 1, 1, 1)  # the rows SHRM pastes: [c - H//2, +H)
+        box = (r >= first) & (r < first + big_h.view(-1, 1, 1, 1)) & (c >= cols // 4) & (c < 3 * cols // 4)
+        idx = composite_index(x1, x2, a, band_rows, big_h, rows)
+        gen = torch.where(batch["mask"] > 0, torch.full_like(a_img, 0.5), a_img)
+        return {"fake_B": shrm_composite(gen, batch["B"], idx),
+                "seg": shrm_composite(box.float(), None, idx), "height_pred": big_h.float()}
+
+
+def spine_block(shape=(64, 64, 12), seed=0, shift=0):
+    """Three boxes (labels 19, 20, 21) stacked along axis 0, CT in [-1, 1]."""
+    rng = np.random.default_rng(seed)
+    lab = np.zeros(shape, np.int32)
+    lab[6 + shift:18 + shift, 12:36, 2:10] = 19
+    lab[24:36, 12:36, 1:11] = 20
+    lab[42:54, 12:36, 3:9] = 21
+    img = np.where(lab > 0, 0.4, -0.6) + rng.normal(0, 0.05, shape)
+    return img.astype(np.float32), lab
+
+
+# ---------------------------------------------------------------- views
+@pytest.mark.parametrize("view", ["sagittal", "coronal"])
+def test_view_take_put_roundtrip(view):
+    img, lab = spine_block()
+    size = 64
+    g = SliceGrid(view, size, img.shape, (1.0, 1.0, 1.0))
+    idx = g.slices_with(lab == 20)
+    stack = g.take(img, idx, "image")
+    assert stack.shape == (idx.size, size, size)
+    out = np.zeros_like(img)
+    g.put(out, idx, stack, "image")
+    np.testing.assert_array_equal(out[:, :, idx] if view == "sagittal" else out[:, idx, :],
+                                  img[:, :, idx] if view == "sagittal" else img[:, idx, :])
+    if view == "coronal":  # 12-wide slice centred in a 64-wide canvas padded with -1
+        assert np.all(stack[:, :, :g.c0] == -1.0) and g.new_w == 12
+
+
+def test_view_resampled_labels_roundtrip():
+    _, lab = spine_block(shape=(128, 96, 12))
+    g = SliceGrid("sagittal", 64, lab.shape, (1.0, 1.0, 1.0), fit="resize")
+    assert g.resampled and g.pixel_mm == (2.0, 1.5)
+    idx = g.slices_with(lab == 20)
+    small = g.take(lab, idx, "label")
+    back = np.zeros_like(lab)
+    g.put(back, idx, small, "label")
+    agree = (back[:, :, idx] == lab[:, :, idx]).mean()
+    assert agree > 0.97
+
+
+# ---------------------------------------------------------------- one step
+def test_build_batch_matches_training_sample():
+    """The stacked inference batch equals the dataset's per-sample batch dict, slice by slice."""
+    img, lab = spine_block()
+    cam = np.random.default_rng(1).uniform(0, 1, img.shape).astype(np.float32)
+    g = SliceGrid("sagittal", 64, img.shape, (1.0, 1.0, 1.0))
+    idx = g.slices_with(lab == 20)
+    images, labels, cams = g.take(img, idx, "image"), g.take(lab, idx, "label"), g.take(cam, idx, "cam")
+    ratios = bd.slice_ratio(idx, int(idx[0]), int(idx[-1]) + 1)
+    batch = build_batch(images, labels, cams, np.full(idx.size, 20), ratios, 24, 50,
+                        ["k"] * idx.size, idx, "cpu")
+    for i, z in enumerate(idx):
+        ref = make_sample(images[i], labels[i], cams[i], 20, 24, 50, float(ratios[i]), "k", int(z))
+        for name in ("A", "B", "mask", "A_mask", "normal_vert", "CAM"):
+            torch.testing.assert_close(batch[name][i], ref[name], msg=name)
+        for name in ("x1", "x2", "band_top", "height", "slice_ratio"):
+            assert float(batch[name][i]) == pytest.approx(float(ref[name])), name
+
+
+def test_update_labels_moves_neighbours_like_the_composite():
+    """h = 10 rows, H = 16: rows above move up by 3, rows below move down by 3."""
+    lab = np.zeros((1, 64, 8), np.int32)
+    lab[0, 5:15] = 19
+    lab[0, 20:30] = 20
+    lab[0, 35:45] = 21
+    seg = np.zeros((1, 64, 8), np.float32)
+    seg[0, 17:33, 2:6] = 0.9
+    a = bd.band_top(20, 30, 24, 64)
+    out = update_labels(lab, [20], [20], [30], [a], 24, [16.0], seg)[0]
+    assert np.flatnonzero((out == 19).any(1)).tolist() == list(range(2, 12))
+    assert np.flatnonzero((out == 21).any(1)).tolist() == list(range(38, 48))
+    assert (out == 20).sum() == 16 * 4 and np.all(out[17:33, 2:6] == 20)
+    assert np.all(out[17:33, :2] == 0)  # pasted rows are cleared outside the new mask
+
+
+def test_neighbours_by_centroid_row():
+    _, lab = spine_block()
+    assert neighbours(lab, 20) == (19, 21)
+    assert neighbours(lab, 19) == (None, 20)
+    assert neighbours(lab, 21) == (20, None)
+
+
+# ---------------------------------------------------------------- iterative schedule
+def _tasks(n, steps=(19, 21, 20)):
+    img, lab = spine_block()
+    g = SliceGrid("sagittal", 64, img.shape, (1.0, 1.0, 1.0))
+    idx = g.slices_with(lab == 20)[2:2 + n]  # slices holding all three vertebrae
+    ims, labs = g.take(img, idx, "image"), g.take(lab, idx, "label")
+    return [SliceTask(0, "c_20", int(z), ims[i], labs[i], np.zeros_like(ims[i]), 0.0, 24, 50, 0.0,
+                      deque(steps), 20) for i, z in enumerate(idx)]
+
+
+def test_batch_one_is_the_slice_by_slice_loop():
+    model = GrowModel()
+    done = [t for ts in Scheduler(ModelStep(model, "cpu"), 1).run(_tasks(3)) for t in ts]
+    assert len(done) == 3 and all(t.prob is not None for t in done)
+    order = [c[0][1] for c in model.calls]
+    assert order == [order[0]] * 3 + [order[3]] * 3 + [order[6]] * 3  # upper, lower, target per slice
+    assert len(set(order)) == 3
+
+
+def test_batched_schedule_fills_batches_and_matches_batch_one():
+    model = GrowModel()
+    batched = {t.index: t for ts in Scheduler(ModelStep(model, "cpu"), 4).run(_tasks(6)) for t in ts}
+    assert [len(c) for c in model.calls][:3] == [4, 4, 4]
+    single = {t.index: t for ts in Scheduler(ModelStep(GrowModel(), "cpu"), 1).run(_tasks(6)) for t in ts}
+    for z, t in single.items():
+        np.testing.assert_allclose(batched[z].image, t.image, atol=1e-6)
+        np.testing.assert_array_equal(batched[z].labels, t.labels)
+
+
+def test_small_neighbour_is_skipped():
+    """A neighbour with <= 200 mm^2 in the slice is not rebuilt (only the target step runs)."""
+    img, lab = spine_block()
+    lab[lab == 19] = 0
+    lab[10:14, 20:24, :] = 19  # 16 px per slice
+    v = VertebraInput("c_20", 20, img, lab, None, (1.0, 1.0, 1.0))
+    model = GrowModel()
+    (res,) = synthesize_view([v], ModelStep(model, "cpu"), "sagittal", 64, 24, 64)
+    n_lower = int(np.isin(res.slices, np.flatnonzero((lab == 21).any(axis=(0, 1)))).sum())
+    assert n_lower == 6
+    assert sum(len(c) for c in model.calls) == res.slices.size + n_lower  # no upper step
+    assert res.height_mm == pytest.approx(16.0)  # h 12 rows + 4, 1 mm rows
+
+
+def test_synthesize_view_covers_every_target_slice_and_keeps_the_rest():
+    img, lab = spine_block()
+    v = VertebraInput("c_20", 20, img, lab, None, (1.0, 1.0, 1.0))
+    (res,) = synthesize_view([v], ModelStep(GrowModel(), "cpu"), "sagittal", 64, 24, 5)
+    assert res.slices.tolist() == list(range(1, 11))  # all LR slices with the target
+    untouched = [0, 11]
+    np.testing.assert_array_equal(res.image[:, :, untouched], img[:, :, untouched])
+    assert np.all(res.labels[:, :, 1:11].max(axis=(0, 1)) > 0)
+    rows = np.flatnonzero((res.labels[:, :, 5] == 20).any(1))
+    assert rows.size == 16  # the target grew by 4 rows in every slice
+
+
+# ---------------------------------------------------------------- fusion
+def _view(view, image, prob, labels):
+    touched = np.zeros(image.shape, bool)
+    touched[:, :, 1] = view == "sagittal"
+    touched[:, 2, :] |= view == "coronal"
+    return ViewResult("c_20", 20, view, image, labels, prob, np.arange(3), np.ones(3), 20.0, 1.0, touched)
+
+
+def test_fusion_rule():
+    shape = (4, 4, 4)
+    lab_s = np.zeros(shape, np.int32)
+    lab_s[0] = 19
+    lab_c = np.zeros(shape, np.int32)
+    lab_c[3] = 21
+    p_s = np.full(shape, 0.7, np.float32)
+    p_c = np.full(shape, 0.2, np.float32)
+    p_c[1] = 0.4
+    f = fuse(_view("sagittal", np.zeros(shape, np.float32), p_s, lab_s),
+             _view("coronal", np.ones(shape, np.float32), p_c, lab_c))
+    np.testing.assert_allclose(f.image, 0.5)
+    assert np.all(f.labels[1] == 20)               # (0.7 + 0.4) / 2 >= 0.5
+    assert np.all(f.labels[0] == 19)               # 0.45 < 0.5: sagittal's neighbour
+    assert np.all(f.labels[3] == 21)               # sagittal background -> coronal's neighbour
+    assert f.slices == {"sagittal": 3, "coronal": 3}
+    assert f.touched.sum() == 16 + 16 - 4  # union of a sagittal and a coronal slice
+    single = fuse(_view("sagittal", np.zeros(shape, np.float32), p_s, lab_s), None)
+    np.testing.assert_array_equal(single.labels, lab_s)
