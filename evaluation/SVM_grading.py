@@ -121,12 +121,18 @@ def main(argv=None) -> int:
     if len(y_val) == 0 or len(np.unique(y_tt)) < 2:
         raise UserError(f"need val rows and >= 2 grades in {args.train_splits} "
                         f"(have {len(y_val)} val, grades {sorted(set(y_tt))})", args.rhlv_csv)
-    if args.protocol == "original":
-        res = G.protocol_original(X_tt, y_tt, X_val, y_val, args.C, args.n_splits, args.svm,
-                                  args.seed, args.bootstrap)
-    else:
-        res = G.protocol_sound(X_tt, y_tt, g_tt, X_val, y_val, args.C_grid, args.n_splits,
-                               args.inner_splits, args.svm, args.seed, args.bootstrap)
+    try:
+        if args.protocol == "original":
+            res = G.protocol_original(X_tt, y_tt, X_val, y_val, args.C, args.n_splits, args.svm,
+                                      args.seed, args.bootstrap)
+        else:
+            res = G.protocol_sound(X_tt, y_tt, g_tt, X_val, y_val, args.C_grid, args.n_splits,
+                                   args.inner_splits, args.svm, args.seed, args.bootstrap)
+    except ValueError as exc:  # a training fold with a single grade: too few patients per grade
+        counts = {int(g): int(len(set(g_tt[y_tt == g]))) for g in np.unique(y_tt)}
+        raise UserError(f"cannot cross-validate: a training fold holds a single grade (patients per "
+                        f"grade {counts}; use fewer --n_splits/--inner_splits or more cases) "
+                        f"[{str(exc).strip().splitlines()[-1][:100]}]", args.rhlv_csv) from None
     res["morphometry_val"] = G.baseline_metrics(y_val, _morph_pred(df, val_rows, args.morphometry_csv),
                                                 args.bootstrap, args.seed)
     res.update({"features": feats, "rhlv_csv": str(args.rhlv_csv), "n_train_test": int(len(y_tt)),

@@ -121,7 +121,7 @@ def tune_and_fit(X, y, groups, C_grid=DEFAULT_C_GRID, inner_splits: int = 3,
     """GridSearchCV over C with a grouped stratified inner CV (macro-F1), refit on all rows."""
     cv = _grouped_cv(inner_splits, y, groups, seed)
     gs = GridSearchCV(make_svm(1.0, kind, seed), {"svm__C": list(C_grid)}, scoring="f1_macro",
-                      cv=cv, refit=True, error_score=0.0)
+                      cv=cv, refit=True, error_score="raise")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         gs.fit(np.asarray(X, float), np.asarray(y, int), groups=np.asarray(groups))

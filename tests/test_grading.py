@@ -121,3 +121,27 @@ def test_svm_cli_writes_json_and_png(tmp_path, capsys):
         assert "morphometry_val" in res
         assert (tmp_path / "out" / f"confusion_{proto}.png").stat().st_size > 1000
     assert "morphometry" in capsys.readouterr().out
+
+
+def test_svm_cli_clear_error_when_fractures_sit_in_one_patient(tmp_path):
+    """All fractured vertebrae of the fitting splits in one patient: grouped folds cannot train;
+    the CLI says so in one line (exit 2) instead of a scikit-learn traceback."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    df = synthetic_table(n_cases=12, seed=1)
+    tt = df["split"] != "val"
+    df.loc[tt, "grade"] = 0
+    only = df.loc[tt, "case"].iloc[0]
+    df.loc[tt & (df["case"] == only), "grade"] = [1, 2, 3, 1, 2, 3]
+    for t in "amp":
+        df[f"H_ori_{t}_mm"] = 25.0
+    csv = tmp_path / "rhlv.csv"
+    df.to_csv(csv, index=False)
+    r = subprocess.run([sys.executable, "evaluation/SVM_grading.py", "--rhlv_csv", str(csv),
+                        "--output_dir", str(tmp_path / "out"), "--bootstrap", "0"],
+                       capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines()[-1].startswith("error:") and "single grade" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert not (tmp_path / "out" / "svm_sound.json").exists()
