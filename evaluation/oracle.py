@@ -37,46 +37,51 @@ from utils.errors import UserError, run_cli  # noqa: E402
 log = logging.getLogger("oracle")
 
 
-def resample_through(geo, patient_labels: np.ndarray, chunk_rows: int = 32,
-                     half_extent_vox: int = 96, order: int = 0, cval: float = 0.0) -> np.ndarray:
-    """Sample a patient label array (order 0) at the block voxels within ``half_extent_vox``
-    rows / AP columns of the block centre (the target and its neighbours; zero elsewhere)."""
-    from straighten.inverse import block_to_patient
+def resample_through(geo, patient_arrays, chunk_rows: int = 32, half_extent_vox: int = 96,
+                     orders=(0,), cvals=(0.0,)):
+    """Sample patient arrays (one coordinate computation for all of them) at the block voxels
+    within ``half_extent_vox`` rows / AP columns of the block centre (the target and its
+    neighbours; ``cval`` elsewhere). ``patient_arrays`` is one array or a list; returns the same."""
+    single = isinstance(patient_arrays, np.ndarray)
+    arrays = [patient_arrays] if single else list(patient_arrays)
     h, w_ap, w_lr = (int(x) for x in geo.block_shape)
-    out = np.full((h, w_ap, w_lr), cval, patient_labels.dtype)
+    outs = [np.full((h, w_ap, w_lr), cv, a.dtype) for a, cv in zip(arrays, cvals)]
     ap0 = max(0, int(geo.centre_ap) - half_extent_vox)
     ap1 = min(w_ap, int(geo.centre_ap) + half_extent_vox)
-    jj, kk = np.meshgrid(np.arange(ap0, ap1), np.arange(w_lr), indexing="ij")
+    a = (np.arange(ap0, ap1) - geo.centre_ap)[None, :, None, None]   # (1, AP, 1, 1)
+    c = (np.arange(w_lr) - geo.centre_lr)[None, None, :, None]         # (1, 1, LR, 1)
+    inv = np.linalg.inv(geo.patient_affine)
     r_lo, r_hi = max(0, h // 2 - half_extent_vox), min(h, h // 2 + half_extent_vox)
     for r0 in range(r_lo, r_hi, chunk_rows):
         rows = np.arange(r0, min(r_hi, r0 + chunk_rows))
-        idx = np.stack([np.repeat(rows, jj.size), np.tile(jj.ravel(), len(rows)),
-                        np.tile(kk.ravel(), len(rows))], axis=1).astype(float)
-        vox = block_to_patient(geo, idx)
-        vals = ndimage.map_coordinates(patient_labels, vox.T, order=order, cval=cval, mode="constant")
-        out[rows, ap0:ap1] = vals.reshape(len(rows), ap1 - ap0, w_lr)
-    return out
+        # integer rows: each row is an affine plane (same map as straighten.inverse.block_to_world)
+        world = (geo.points_mm[rows][:, None, None] + a * geo.step_ap_mm[rows][:, None, None]
+                 + c * geo.step_lr_mm[rows][:, None, None])                 # (R, AP, LR, 3) mm
+        vox = (world.reshape(-1, 3) @ inv[:3, :3].T + inv[:3, 3]).T
+        for arr, out, order, cv in zip(arrays, outs, orders, cvals):
+            vals = ndimage.map_coordinates(arr, vox, order=order, cval=cv, mode="constant")
+            out[rows, ap0:ap1] = vals.reshape(len(rows), ap1 - ap0, w_lr)
+    return outs[0] if single else outs
 
 
-def twin_block(straight_root, key: str, healthy_mask: Volume, keep_arches: bool = False):
-    """(label array, affine) of the healthy twin on the fractured block ``key``'s grid."""
+def twin_block(straight_root, key: str, healthy_mask: Volume, keep_arches: bool = False,
+               healthy_ct: Volume = None, fill_hu: float = -1000.0):
+    """(label array, affine, CT array in HU or None) of the healthy twin on the fractured block
+    ``key``'s grid (CT only when ``healthy_ct`` is given; linear, ``fill_hu`` outside)."""
     from straighten.blocks import block_paths, load_geometry
     from straighten.depedicle import depedicle
     _, lab_p, geo_p = block_paths(straight_root, key)
     if not geo_p.is_file():
         raise UserError("block geometry not found (straighten with the corrected mode)", geo_p)
     geo = load_geometry(straight_root, key)
-    arr = resample_through(geo, np.asarray(healthy_mask.array))
+    if healthy_ct is None:
+        arr, ct = resample_through(geo, np.asarray(healthy_mask.array)), None
+    else:
+        arr, ct = resample_through(geo, [np.asarray(healthy_mask.array), np.asarray(healthy_ct.array, np.float32)],
+                                   orders=(0, 1), cvals=(0.0, fill_hu))
     if not keep_arches:
         arr = depedicle(arr, int(round(geo.centre_ap)), int(round(geo.centre_lr)))
-    return arr, load_label(lab_p, allow_empty=True).affine
-
-
-def twin_ct_block(straight_root, key: str, healthy_ct: Volume, fill_hu: float = -1000.0):
-    """Healthy twin CT (HU float32, linear) on the fractured block ``key``'s grid."""
-    from straighten.blocks import load_geometry
-    geo = load_geometry(straight_root, key)
-    return resample_through(geo, np.asarray(healthy_ct.array, np.float32), order=1, cval=fill_hu)
+    return arr, load_label(lab_p, allow_empty=True).affine, ct
 
 
 def main(argv=None) -> int:
@@ -104,10 +109,9 @@ def main(argv=None) -> int:
             cache[case] = load_label(base / case / f"{case}{args.mask_suffix}.nii.gz")
             if args.with_ct:
                 cache["ct"] = load_ct(base / case / f"{case}{args.ct_suffix}.nii.gz")
-        arr, aff = twin_block(args.straight_root, key, cache[case], args.keep_arches)
+        arr, aff, ct = twin_block(args.straight_root, key, cache[case], args.keep_arches, cache.get("ct"))
         save_nifti(Volume(arr.astype(np.uint8), aff), Path(args.output_root) / "label" / f"{key}.nii.gz")
-        if args.with_ct:
-            ct = twin_ct_block(args.straight_root, key, cache["ct"])
+        if ct is not None:
             save_nifti(Volume(ct, aff), Path(args.output_root) / "CT" / f"{key}.nii.gz")
     log.info("wrote %d twin blocks to %s", len(keys), Path(args.output_root) / "label")
     return 0

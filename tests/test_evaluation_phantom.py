@@ -68,3 +68,18 @@ def test_oracle_chain_svm_sound_protocol(tmp_path):
                       "--bootstrap", "100"])
     res = json.loads((tmp_path / "svm" / "svm_sound.json").read_text())
     assert res["val"]["macro_f1"] >= 0.7 and res["cv"]["macro_f1"] >= 0.7, res["val"]
+
+
+def test_oracle_fast_resampling_matches_block_to_patient():
+    """The broadcast per-row map used by the oracle equals straighten.inverse.block_to_patient."""
+    from data.phantom import render_case
+    from straighten.core import straighten_case
+    from straighten.inverse import block_to_patient
+    from scipy import ndimage
+    case = render_case(3, levels=("L1", "L2", "L3"))
+    b = straighten_case(case.mask, case.centroids, [21], block_size=(64, 64, 16))[0]
+    arr = np.asarray(case.healthy_mask.array)
+    fast = resample_through(b.geometry, arr, half_extent_vox=32)
+    idx = np.argwhere(np.ones((64, 64, 16), bool)).astype(float)
+    slow = ndimage.map_coordinates(arr, block_to_patient(b.geometry, idx).T, order=0).reshape(64, 64, 16)
+    assert np.array_equal(fast, slow) and fast.any()
