@@ -1,0 +1,155 @@
+#!/usr/bin/env python
+"""The whole pipeline on built-in phantom data, one stage after another, with a summary page.
+
+phantom cohort -> straightening (fractured + healthy twins) -> fracture classifier + Grad-CAM++
+-> short GAN training (sagittal + coronal) -> test.py -> 3D synthesis (2.5D fused) -> RHLV ->
+grading (SVM + morphometry) -> generation metrics -> figures -> ``index.html``.
+
+Every stage is the same CLI a researcher would run by hand (printed before it runs), so the demo
+doubles as a worked example. ``--quick`` shrinks the cohort and the training for a few-minute run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from utils.errors import UserError, run_cli  # noqa: E402
+from utils.fileio import write_json  # noqa: E402
+
+PY = sys.executable
+
+
+def stage_commands(out: Path, quick: bool, no_progress: bool) -> list:
+    """(name, argv list) for each stage, in order."""
+    # Both modes use 128-px slices cropped from the 1 mm blocks (1 mm pixels, the 40-row band);
+    # they differ in cohort size and training budget. The paper's setting is `--preset paper`.
+    n_cases, levels = (5, ("T12", "L3")) if quick else (6, ("T11", "L4"))
+    img = 128
+    steps, minutes = (8, 1.0) if quick else (400, 2.5)
+    cls_epochs = 1 if quick else 4
+    cohort, blocks, twin = out / "phantom", out / "blocks", out / "blocks_healthy_twin"
+    vj = cohort / "vertebra_data.json"
+    ck, res, fig, cam = out / "checkpoints", out / "results", out / "figures", out / "cam"
+    syn = res / "synthesis"
+    npf = ["--no_progress"] if no_progress else []
+    train_common = ["--dataroot", str(blocks), "--vertebra_json", str(vj), "--checkpoints_dir", str(ck),
+                    "--cam_folder", str(cam), "--image_size", str(img), "--batch_size", "4",
+                    "--max_steps", str(steps), "--max_minutes", str(minutes), "--print_freq", "5", "--n_epochs", "1000", "--n_epochs_decay", "0",
+                    "--eval_freq", "0", "--overwrite", "--seed", "0"] + npf
+    rhlv = ["--vertebra_json", str(vj), "--coronal"] + npf
+    svm = ["--bootstrap", "200", "--morphometry_csv", str(res / "morphometry.csv")]
+    coronal = not quick  # --quick: sagittal model only (3 RHLV features); full: 2.5D fusion (6)
+    stages = [
+        ("phantom cohort", [PY, "scripts/make_phantom.py", "--output", str(cohort), "--n_cases", str(n_cases),
+                            "--seed", "0", "--levels", *levels, "--grade_mix", "0.45", "0.15", "0.2", "0.2", "--overwrite", "--workers", "2"] + npf),
+        ("phantom figure", [PY, "scripts/plot_phantom.py", "--case_dir", str(cohort / "raw" / "phantom_000"),
+                            "--output", str(fig / "phantom_overview.png")]),
+        ("straighten", [PY, "straighten/straighten_mask_3d.py", "--dataroot", str(cohort), "--output", str(blocks),
+                        "--workers", "2"] + npf),
+        ("healthy twins on the same grids", [PY, "evaluation/oracle.py", "--dataroot", str(cohort),
+                                             "--straight_root", str(blocks), "--output_root", str(twin),
+                                             "--with_ct"] + npf),
+        ("block montage", [PY, "scripts/montage_blocks.py", "--root", str(blocks),
+                           "--output", str(fig / "blocks_montage.png")]),
+        ("fracture classifier", [PY, "Attention/train_classifier.py", "--dataroot", str(blocks),
+                                 "--vertebra_json", str(vj), "--checkpoints_dir", str(ck), "--name", "classifier",
+                                 "--dims", "2", "--arch", "resnet_tiny", "--image_size", "80", "--crop", "80",
+                                 "--mask_margin_mm", "6", "--samples_per_epoch", "300" if quick else "1200",
+                                 "--n_epochs", str(cls_epochs), "--fracture_min_grade", "2", "--overwrite",
+                                 "--seed", "0"] + npf),
+        ("Grad-CAM++", [PY, "Attention/grad_CAM_3d_sagittal.py", "--checkpoints_dir", str(ck), "--name", "classifier",
+                        "--epoch", "best", "--dataroot", str(blocks), "--output", str(cam)] + npf),
+        ("GAN training (sagittal)", [PY, "train.py", "--name", "gan_sagittal",
+                                     "--dataset_mode", "aligned_sagittal"] + train_common),
+        ("GAN training (coronal)", [PY, "train.py", "--name", "gan_coronal",
+                                    "--dataset_mode", "aligned_coronal"] + train_common) if coronal else None,
+        ("test.py", [PY, "test.py", "--dataroot", str(blocks), "--vertebra_json", str(vj), "--checkpoints_dir", str(ck),
+                     "--name", "gan_sagittal", "--phase", "val", "--results_dir", str(res / "test")] + npf),
+        ("3D synthesis (2.5D)" if coronal else "3D synthesis (sagittal)", [
+                                 PY, "eval_3d_sagittal_twostage.py",
+                                 "--checkpoint", str(ck / "gan_sagittal" / "ckpt" / "latest.pth")]
+                                + (["--coronal_checkpoint", str(ck / "gan_coronal" / "ckpt" / "latest.pth")] if coronal else [])
+                                + ["--dataroot", str(blocks), "--cam_folder", str(cam),
+                                 "--vertebra_json", str(vj), "--phase", "all", "--results_dir", str(syn),
+                                 "--paint_back", "--raw_root", str(cohort / "raw")] + npf),
+        ("RHLV (GAN)", [PY, "evaluation/RHLV_quantification.py", "--label_dir", str(blocks / "label"),
+                        "--fake_dir", str(syn / "label_fake"), "--output", str(res / "rhlv_gan.csv")] + rhlv),
+        ("RHLV (oracle: healthy twin)", [PY, "evaluation/RHLV_quantification.py", "--label_dir", str(blocks / "label"),
+                                         "--fake_dir", str(twin / "label"), "--output", str(res / "rhlv_oracle.csv")] + rhlv),
+        ("oracle vs planted truth", [PY, "evaluation/phantom_truth.py", "--rhlv_csv", str(res / "rhlv_oracle.csv"),
+                                     "--dataroot", str(cohort), "--output", str(res / "oracle_errors.csv")]),
+        ("morphometry baseline", [PY, "evaluation/morphometry.py", "--label_dir", str(blocks / "label"),
+                                  "--vertebra_json", str(vj), "--output", str(res / "morphometry.csv")] + npf),
+        ("SVM grading (GAN, sound)", [PY, "evaluation/SVM_grading.py", "--rhlv_csv", str(res / "rhlv_gan.csv"),
+                                      "--output_dir", str(res / "grading_gan")] + (["--fusion"] if coronal else []) + svm),
+        ("SVM grading (oracle, sound)", [PY, "evaluation/SVM_grading.py", "--rhlv_csv", str(res / "rhlv_oracle.csv"),
+                                         "--output_dir", str(res / "grading_oracle")] + svm),
+        ("generation metrics", [PY, "evaluation/generation_eval.py", "--dataroot", str(blocks), "--results_dir", str(syn),
+                                "--vertebra_json", str(vj), "--phase", "val", "test", "--grades", "0", "1", "2", "3",
+                                "--truth_root", str(twin), "--baselines", "--output_dir", str(res / "generation")] + npf),
+        ("figures", [PY, "scripts/make_figures.py", "--output_dir", str(fig),
+                     "--loss_log", str(ck / "gan_sagittal" / "loss_log.csv"), "--rhlv_csv", str(res / "rhlv_gan.csv"),
+                     "--svm_json", str(res / "grading_gan" / "svm_sound.json"), str(res / "grading_oracle" / "svm_sound.json"),
+                     "--dataroot", str(blocks), "--results_dir", str(syn), "--cam_folder", str(cam)]),
+        ("height-loss maps", [PY, "scripts/figure_height_maps.py", "--label_dir", str(blocks / "label"),
+                              "--fake_dir", str(syn / "label_fake"), "--phantom_root", str(cohort),
+                              "--output", str(fig / "height_maps.png")]),
+    ]
+    return [st for st in stages if st is not None]
+
+
+def run_stage(name: str, argv: list, log_dir: Path) -> float:
+    print(f"\n=== {name} ===\n$ {' '.join(shlex.quote(a) for a in argv)}", flush=True)
+    t0 = time.time()
+    log = log_dir / (name.replace(" ", "_").replace("/", "_").replace("(", "").replace(")", "") + ".log")
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for line in proc.stdout:
+            sys.stdout.write(line)
+            fh.write(line)
+        code = proc.wait()
+    dt = time.time() - t0
+    if code != 0:
+        raise UserError(f"stage '{name}' failed with exit code {code}; see its log", log)
+    print(f"--- {name}: {dt:.1f} s", flush=True)
+    return dt
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--output", default=str(ROOT / "demo_output"), help="folder for everything the demo writes")
+    ap.add_argument("--quick", action="store_true", help="small cohort, 128x128 images, few steps (~3 min)")
+    ap.add_argument("--no_progress", action="store_true", help="no tqdm bars")
+    args = ap.parse_args(argv)
+    out = Path(args.output).resolve()
+    (out / "logs").mkdir(parents=True, exist_ok=True)
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    timings = {}
+    t_all = time.time()
+    for name, cmd in stage_commands(out, args.quick, args.no_progress):
+        timings[name] = round(run_stage(name, cmd, out / "logs"), 1)
+        write_json(out / "timings.json", timings)
+    timings["total"] = round(time.time() - t_all, 1)
+    write_json(out / "timings.json", timings)
+    from scripts.summary_page import build_page
+    build_page(out)
+    print(f"\nDemo finished in {timings['total']:.0f} s. Results under {out}")
+    print(f"  summary page:        {out / 'index.html'}")
+    print(f"  pseudo-healthy CTs:  {out / 'results' / 'synthesis' / 'CT_fake'}  (block grid)")
+    print(f"  in patient space:    {out / 'results' / 'synthesis' / 'patient_space'}")
+    print(f"  grading:             {out / 'results' / 'grading_gan'}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

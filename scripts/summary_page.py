@@ -1,0 +1,118 @@
+#!/usr/bin/env python
+"""One-page summary (``index.html``) of a demo or pipeline output folder: every figure, the key
+metrics tables (grading, generation, oracle check, 2D test), stage timings and links to every
+output file. Pure HTML + PNG files; open it in any browser.
+
+    python scripts/summary_page.py --demo_dir demo_output
+"""
+from __future__ import annotations
+
+import argparse
+import html
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from utils.errors import UserError, run_cli  # noqa: E402
+from utils.fileio import write_text  # noqa: E402
+
+CSS = """body{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222}
+h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-top:.6em}
+table{border-collapse:collapse;font-size:.85em;margin:.5em 0}td,th{border:1px solid #ddd;padding:3px 7px;text-align:right}
+th{background:#f2f2f2}img{max-width:100%;border:1px solid #ddd;margin:.3em 0}
+.grid{display:grid;grid-template-columns:1fr 1fr;gap:1em}.note{color:#555;font-size:.9em}"""
+
+
+def _table(df: pd.DataFrame, floatfmt: str = "{:.3g}") -> str:
+    return df.to_html(index=False, float_format=lambda v: floatfmt.format(v), border=0)
+
+
+def _grading_rows(res: Path) -> pd.DataFrame:
+    rows = []
+    for name, folder in (("GAN pseudo-healthy", "grading_gan"),
+                         ("oracle: healthy twin (3 features)", "grading_oracle")):
+        f = res / folder / "svm_sound.json"
+        if not f.is_file():
+            continue
+        d = json.loads(f.read_text())
+        ho, cv = d.get("val", {}), d.get("cv", {})
+        rows.append({"features from": name, "CV macro-F1": cv.get("macro_f1"), "CV sd": cv.get("macro_f1_sd"),
+                     "held-out macro-P": ho.get("macro_precision"), "held-out macro-R": ho.get("macro_recall"),
+                     "held-out macro-F1": ho.get("macro_f1"), "accuracy": ho.get("accuracy")})
+        m = d.get("morphometry_val", {})
+        if m and not any(r["features from"].startswith("morphometry") for r in rows):
+            rows.append({"features from": "morphometry baseline (no synthesis)", "held-out macro-P": m.get("macro_precision"),
+                         "held-out macro-R": m.get("macro_recall"), "held-out macro-F1": m.get("macro_f1"),
+                         "accuracy": m.get("accuracy")})
+    return pd.DataFrame(rows)
+
+
+def _csv_section(title: str, path: Path, cols=None, note: str = "") -> str:
+    if not path.is_file():
+        return ""
+    df = pd.read_csv(path)
+    if cols:
+        df = df[[c for c in cols if c in df.columns]]
+    return f"<h2>{html.escape(title)}</h2><p class=note>{note} <a href='{path.name}'>{path.name}</a></p>" + _table(df)
+
+
+def build_page(out: Path) -> Path:
+    """Write ``<out>/index.html`` and return its path."""
+    out = Path(out)
+    if not out.is_dir():
+        raise UserError("not a folder", out)
+    res, fig = out / "results", out / "figures"
+    parts = [f"<html><head><meta charset='utf-8'><title>HealthiVert-GAN summary</title><style>{CSS}</style></head><body>",
+             "<h1>HealthiVert-GAN pipeline summary</h1>",
+             f"<p class=note>Output folder: {html.escape(str(out))}. Phantom cohort with planted fractures and "
+             "healthy twins; every number below was produced by the scripts named in the logs.</p>"]
+    grading = _grading_rows(res)
+    if len(grading):
+        parts += ["<h2>Genant grading (held-out val split, sound protocol)</h2>", _table(grading)]
+    gen = res / "generation" / "generation_summary.csv"
+    parts.append(_csv_section("Synthesis quality vs the healthy twin (with neighbour baselines)", gen,
+                              ["method", "n", "dice_mean", "psnr_band_mean", "ssim_band_mean", "psnr_whole_mean",
+                               "height_err_a_pct_mean", "height_err_m_pct_mean", "height_err_p_pct_mean"],
+                              "Band = the synthesised rows; heights in % of the healthy twin's."))
+    oracle = res / "oracle_errors.csv"
+    if oracle.is_file():
+        df = pd.read_csv(oracle)
+        err = [c for c in df.columns if c.startswith("abs_err")]
+        if err:
+            parts += ["<h2>RHLV vs planted loss (oracle: healthy twin as pseudo-healthy)</h2>",
+                      "<p class=note>mean |RHLV - planted loss|, percentage points</p>",
+                      _table(df[err].mean().mul(1 if df[err].abs().max().max() > 1 else 100).to_frame("mean abs error").T)]
+    imgs = sorted(fig.glob("*.png")) if fig.is_dir() else []
+    if imgs:
+        parts.append("<h2>Figures</h2><div class=grid>")
+        parts += [f"<div><b>{html.escape(p.stem)}</b><br><a href='figures/{p.name}'><img src='figures/{p.name}'></a></div>"
+                  for p in imgs]
+        parts.append("</div>")
+    tim = out / "timings.json"
+    if tim.is_file():
+        t = json.loads(tim.read_text())
+        parts += ["<h2>Stage timings (s)</h2>", _table(pd.DataFrame([t]).T.reset_index().rename(
+            columns={"index": "stage", 0: "seconds"}), "{:.1f}")]
+    links = sorted(p for p in out.rglob("*") if p.is_file() and p.suffix in (".csv", ".json", ".html")
+                   and p.name != "index.html" and "raw" not in p.parts)
+    parts.append("<h2>All tables and reports</h2><ul>" + "".join(
+        f"<li><a href='{p.relative_to(out)}'>{html.escape(str(p.relative_to(out)))}</a></li>" for p in links[:300]) + "</ul>")
+    parts.append("</body></html>")
+    return write_text(out / "index.html", "\n".join(x for x in parts if x))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--demo_dir", required=True, help="demo/pipeline output folder (figures/, results/, ...)")
+    args = ap.parse_args(argv)
+    print(build_page(Path(args.demo_dir)))
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
