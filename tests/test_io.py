@@ -275,3 +275,9 @@ def test_written_files_have_normal_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert (p.stat().st_mode & 0o777) == (0o666 & ~umask)
+
+
+def test_output_below_a_file_names_the_file(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(UserError, match="afile is a file, not a folder"):
+        save_nifti(_vol(), tmp_path / "afile" / "sub" / "out.nii.gz")

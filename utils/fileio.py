@@ -20,6 +20,9 @@ PathLike = Union[str, os.PathLike]
 def ensure_dir(path: PathLike) -> Path:
     """Create ``path`` (and parents); a clear :class:`UserError` if that is not possible."""
     p = Path(path)
+    blocker = next((q for q in [p, *p.parents] if q.exists() and not q.is_dir()), None)
+    if blocker is not None:
+        raise UserError(f"cannot create output folder: {blocker} is a file, not a folder", p)
     try:
         p.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
