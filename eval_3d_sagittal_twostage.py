@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from utils.errors import run_cli  # noqa: E402
+from utils.errors import UserError, run_cli  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,6 +71,8 @@ def main(argv=None) -> int:
         raw_root=args.raw_root, paint_margin_mm=args.paint_margin_mm, progress=not args.no_progress)
     rows = run_synthesis(opts)
     written = [r for r in rows if r["status"] == "written"]
+    if rows and not any(r["status"] in ("written", "skipped") for r in rows):
+        raise UserError("no vertebra could be synthesised (see the warnings above)", args.dataroot)
     print(f"pseudo-healthy blocks: {len(written)} written to {Path(args.results_dir) / 'CT_fake'}"
           f" (summary {Path(args.results_dir) / 'summary.csv'})")
     return 0

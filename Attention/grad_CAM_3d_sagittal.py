@@ -78,7 +78,11 @@ def select_keys(args) -> dict:
     if args.vertebra_json:
         splits = read_vertebra_json(args.vertebra_json)
         keys = keys_of(splits, [s for s in args.phase.split(",") if s in splits])
-        return {k: g for k, g in keys.items() if (root / "CT" / f"{k}.nii.gz").is_file()}
+        missing = sorted(k for k in keys if not (root / "CT" / f"{k}.nii.gz").is_file())
+        if missing:
+            log.warning("%d keys of %s have no block under %s (skipped): %s", len(missing),
+                        args.vertebra_json, root / "CT", ", ".join(missing[:5]))
+        return {k: g for k, g in keys.items() if k not in missing}
     return {p.name[:-7]: None for p in sorted((root / "CT").glob("*.nii.gz"))}
 
 
@@ -145,8 +149,14 @@ def main(argv=None) -> int:
     min_grade = int(opts.get("fracture_min_grade", 2))
     cam = make_cam(net, cam_target_layer(net, args.target_layer), args.method)
     out = ensure_dir(args.output)
-    rows = {key: process_key(args, cam, pre, key, grade, out, min_grade)
-            for key, grade in tqdm(keys.items(), desc="CAM", disable=args.no_progress)}
+    rows = {}
+    for key, grade in tqdm(keys.items(), desc="CAM", disable=args.no_progress):
+        try:
+            rows[key] = process_key(args, cam, pre, key, grade, out, min_grade)
+        except UserError as exc:  # one bad block must not stop the others
+            log.warning("%s skipped: %s", key, exc)
+    if not rows:
+        raise UserError("no CAM written: every block failed (see the warnings above)", args.dataroot)
     summary = summarise(rows)
     summary.update({"method": args.method, "target_layer": args.target_layer, "norm": args.norm,
                     "on_masked": args.on_masked,

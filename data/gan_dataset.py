@@ -108,8 +108,9 @@ class HealthiVertDataset(Dataset):
             keys = sorted(grades)
         present = [k for k in keys if (self.root / "CT" / f"{k}.nii.gz").is_file()]
         if len(present) < len(keys):
-            log.warning("%d of %d %s vertebrae have no straightened block under %s (skipped)",
-                        len(keys) - len(present), len(keys), cfg.phase, self.root)
+            log.warning("%d of %d %s vertebrae have no straightened block under %s (skipped): %s",
+                        len(keys) - len(present), len(keys), cfg.phase, self.root,
+                        ", ".join(sorted(set(keys) - set(present))[:5]))
         if not present:
             raise UserError(f"no straightened blocks for the {cfg.phase!r} {cfg.vert_class} "
                             f"vertebrae of {cfg.vertebra_json} (expected CT/<key>.nii.gz)", self.root)

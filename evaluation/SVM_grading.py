@@ -117,6 +117,11 @@ def main(argv=None) -> int:
     if missing:
         raise UserError(f"missing columns {missing}" + (" (run RHLV_quantification.py with "
                         "--coronal for --fusion)" if args.fusion else ""), args.rhlv_csv)
+    bad = df["grade"].dropna()
+    bad = bad[~bad.isin([0, 1, 2, 3])]
+    if len(bad):
+        raise UserError(f"grade {bad.iloc[0]!r} of {df.loc[bad.index[0], 'key']} is not a Genant "
+                        "grade 0-3", args.rhlv_csv)
     X_tt, y_tt, g_tt, X_val, y_val, val_rows = G.split_table(df, feats, args.val_split, args.train_splits)
     if len(y_val) == 0 or len(np.unique(y_tt)) < 2:
         raise UserError(f"need val rows and >= 2 grades in {args.train_splits} "

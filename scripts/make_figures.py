@@ -56,7 +56,10 @@ def _read_csv(path):
     import pandas as pd
     if not Path(path).is_file():
         raise UserError("file not found", path)
-    return pd.read_csv(path)
+    try:
+        return pd.read_csv(path)
+    except Exception as exc:  # pandas raises several parser/decoding errors
+        raise UserError(f"not a readable CSV ({str(exc).splitlines()[0][:100]})", path) from None
 
 
 def loss_curves(loss_log, out):

@@ -20,7 +20,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from data.io import load_ct, load_label, save_nifti
+from data.io import check_same_grid, load_ct, load_label, save_nifti
 from data.volume import Volume
 from utils.errors import UserError
 from utils.fileio import atomic_path
@@ -121,6 +121,8 @@ def load_block(root, key: str) -> Tuple[Optional[Volume], Volume]:
         raise UserError(f"no label block for {key!r}", lab_p)
     label = load_label(lab_p, allow_empty=True)
     ct = load_ct(ct_p) if ct_p.is_file() else None
+    if ct is not None:
+        check_same_grid(label, ct)
     return ct, label
 
 

@@ -84,6 +84,9 @@ def totalseg_to_verse(arr: np.ndarray) -> np.ndarray:
 def load_case(files: CaseFiles, label_scheme: str = "verse", use_ct: bool = True):
     """``(label Volume, ct Volume or None, centroids {label: voxel idx}, subreg or None)``."""
     lab = load_label(files.mask)
+    if label_scheme == "verse":
+        from straighten.location_json import warn_unknown_labels
+        warn_unknown_labels(lab)
     if label_scheme == "totalseg":
         lab = lab.with_array(totalseg_to_verse(lab.array))
         if not lab.array.any():

@@ -26,7 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from data.centroids import centroids_from_mask, write_centroids  # noqa: E402
-from data.io import load_label, load_volume  # noqa: E402
+from data.io import check_same_grid, load_label, load_volume  # noqa: E402
 from data.volume import Volume  # noqa: E402
 from straighten.centerline import order_labels  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
@@ -68,6 +68,24 @@ def case_centroids(mask: Volume, subreg: Optional[Volume] = None, body_only: boo
     return {l: mask.world_to_voxel(p[None])[0] for l, p in bodies.items()}
 
 
+def warn_unknown_labels(mask: Volume) -> None:
+    """Warn (naming the file) about labels that are not VerSe vertebra ids; they get no centroid."""
+    other = sorted(set(np.unique(mask.array).tolist()) - VERTEBRA_IDS - {0})
+    if other:
+        log.warning("%s: labels %s are not VerSe vertebra ids (1-25, 28); ignored", mask.path, other)
+
+
+def _write_one(mask_p: Path, out_p: Path, args) -> None:
+    mask = load_label(mask_p)
+    warn_unknown_labels(mask)
+    sub = load_volume(args.subreg) if args.subreg else None
+    if sub is not None:
+        check_same_grid(mask, sub)
+    cents = case_centroids(mask, sub, args.body_only, args.min_fraction, args.min_volume_mm3)
+    write_centroids(out_p, cents)
+    log.info("wrote %s (%d vertebrae)", out_p, len(cents))
+
+
 def _mask_files(dataroot: Path, mask_suffix: str):
     root = dataroot / "raw" if (dataroot / "raw").is_dir() else dataroot
     return sorted(p for p in root.rglob(f"*{mask_suffix}.nii.gz")
@@ -100,15 +118,21 @@ def main(argv=None):
         if not files:
             raise UserError(f"no *{args.mask_suffix}.nii.gz masks found", args.dataroot)
         jobs = [(p, p.with_name(p.name[:-len(args.mask_suffix) - 7] + ".json")) for p in files]
+    todo, failed = 0, 0
     for mask_p, out_p in jobs:
         if out_p.exists() and not args.overwrite and args.dataroot:
             log.info("keeping existing %s", out_p)
             continue
-        mask = load_label(mask_p)
-        sub = load_volume(args.subreg) if args.subreg else None
-        cents = case_centroids(mask, sub, args.body_only, args.min_fraction, args.min_volume_mm3)
-        write_centroids(out_p, cents)
-        log.info("wrote %s (%d vertebrae)", out_p, len(cents))
+        todo += 1
+        try:
+            _write_one(mask_p, out_p, args)
+        except UserError as exc:
+            if args.mask:
+                raise
+            failed += 1
+            log.warning("skipped: %s", exc)
+    if todo and failed == todo:
+        raise UserError(f"no centroid file written: all {failed} masks failed (see above)", args.dataroot)
     return 0
 
 

@@ -160,6 +160,10 @@ def main(argv=None):
     failed = [r for r in rows if r["status"] == "failed"]
     for r in failed:
         log.error("%s failed: %s", r["case"], r["message"])
+    for r in rows:
+        if r["status"] == "missing":
+            log.warning("%s: listed in --vertebra_json but case %s has no such vertebra (skipped)",
+                        r["key"], r["case"])
     n_ok = sum(r["status"] == "ok" for r in rows)
     log.info("%d blocks written, %d cases failed of %d", n_ok, len(failed), len(cases))
     return 1 if len(failed) == len(cases) else 0

@@ -67,8 +67,9 @@ def select_keys(dataroot: Path, vertebra_json: Optional[str], phases: Sequence[s
         have = set(present)
         keys = [k for k in wanted if k in have]
         if len(keys) < len(wanted):
-            log.warning("%d of %d vertebrae of %s have no block under %s (skipped)",
-                        len(wanted) - len(keys), len(wanted), "+".join(phases), label_dir)
+            log.warning("%d of %d vertebrae of %s have no block under %s (skipped): %s",
+                        len(wanted) - len(keys), len(wanted), "+".join(phases), label_dir,
+                        ", ".join(sorted(set(wanted) - have)[:5]))
     if not keys:
         raise UserError("no straightened blocks to synthesise (expected label/<key>.nii.gz)", dataroot)
     for k in keys:
@@ -106,7 +107,12 @@ class BlockReader:
     def read(self, keys: Iterable[str]) -> Iterator[VertebraInput]:
         from straighten.blocks import load_block
         for key in keys:
-            ct, lab = load_block(self.root, key)
+            try:
+                ct, lab = load_block(self.root, key)
+            except UserError as exc:  # one unreadable block must not stop the others
+                log.warning("%s: unreadable block (skipped): %s", key, exc)
+                self.summary.add({"key": key, "status": "unreadable"})
+                continue
             label = parse_key(key)[1]
             if ct is None or not np.any(lab.array == label):
                 why = "no_ct" if ct is None else "target_absent"
