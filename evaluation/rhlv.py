@@ -74,15 +74,19 @@ def _columns(prefix_suffix: str, result: dict) -> Dict[str, float]:
     return out
 
 
+class EmptyBody(UserError):
+    """The pseudo-healthy (or real) block holds no voxel of the target label."""
+
+
 def measure_files(real_path, fake_path, label: int, rule: HeightRule) -> dict:
     """:func:`measure_pair` on two block files (UserError naming the file on any problem)."""
     ori, spacing, real_vol = load_target(real_path, label)
     syn, _, fake_vol = load_target(fake_path, label)
     _check_pair(real_vol, fake_vol, fake_path)
     if not syn.any():
-        raise UserError(f"no pseudo-healthy body for label {label}", fake_path)
+        raise EmptyBody(f"no pseudo-healthy body for label {label}", fake_path)
     if not ori.any():
-        raise UserError(f"label {label} is absent from the real block", real_path)
+        raise EmptyBody(f"label {label} is absent from the real block", real_path)
     return measure_pair(syn, ori, spacing, rule)
 
 
@@ -121,7 +125,15 @@ def rhlv_table(items: Iterable[tuple], label_dir, fake_dir, rule: HeightRule,
                 log.warning("skipping %s: %s not found", key, missing[0])
                 continue
             raise UserError("file not found (use --skip_missing to skip such vertebrae)", missing[0])
-        rows.append(rhlv_row(key, label_dir, fake_dir, rule, split, grade, coronal, fake_dir_cor))
+        try:
+            rows.append(rhlv_row(key, label_dir, fake_dir, rule, split, grade, coronal, fake_dir_cor))
+        except EmptyBody as exc:  # e.g. a synthesis whose target mask stayed below 0.5
+            log.warning("%s: %s; its heights and RHLVs are left empty (NaN)", key, exc)
+            case, label = parse_key(key)
+            rows.append({"key": key, "case": case, "label": label,
+                         "level": LEVEL_NAMES.get(label, str(label)), "split": split, "grade": grade})
+    if not any("RHLV_a" in r for r in rows):
+        raise UserError("no vertebra could be measured (every pseudo-healthy body is empty)", fake_dir)
     if not rows:
         raise UserError("no vertebra could be measured (no matching files)", label_dir)
     return pd.DataFrame(rows)

@@ -56,7 +56,7 @@ def canal_row(present_rows_ap: np.ndarray, centre_ap: int, start: str = "curve",
         return None
     starts, canals = np.array(starts), np.array(canals)
     body_rows = starts <= starts.min() + body_tol
-    return int(np.median(canals[body_rows]))
+    return int(_canal_of_rows(canals[body_rows]))
 
 
 def _canal_of_rows(canals: np.ndarray, gap: int = 5, cluster: int = 3) -> float:

@@ -137,3 +137,22 @@ def test_height_map_patterns(tmp_path):
     arr = np.load(tmp_path / "maps" / "case1_20_hlmap.npy")
     assert arr.shape == (2, 60, 64) and np.nanmax(arr[1]) > 0.3
     assert (tmp_path / "maps" / "case1_20_hlmap.png").stat().st_size > 2000
+
+
+def test_rhlv_empty_pseudo_healthy_body_is_a_warning_with_nan_row(tmp_path):
+    """A synthesis whose target mask stayed empty: that vertebra gets NaN RHLVs, the others are
+    measured; all empty is an error."""
+    from evaluation import RHLV_quantification
+    from utils.errors import UserError
+    _write_blocks(tmp_path)
+    empty = Volume(np.zeros((70, 60, 64), np.uint8), np.eye(4))
+    save_nifti(empty, tmp_path / "fake" / "case1_21.nii.gz")
+    args = ["--label_dir", str(tmp_path / "label"), "--fake_dir", str(tmp_path / "fake"),
+            "--output", str(tmp_path / "o.csv"), "--no_progress"]
+    assert RHLV_quantification.main(args) == 0
+    df = pd.read_csv(tmp_path / "o.csv").set_index("key")
+    assert np.isnan(df.loc["case1_21", "RHLV_a"]) and np.isfinite(df.loc["case1_20", "RHLV_a"])
+    for key in ("case1_19", "case1_20"):
+        save_nifti(empty, tmp_path / "fake" / f"{key}.nii.gz")
+    with pytest.raises(UserError, match="every pseudo-healthy body is empty"):
+        RHLV_quantification.main(args + ["--output", str(tmp_path / "o2.csv")])
