@@ -48,7 +48,12 @@ def run(quick: bool = True) -> list:
         settings += [("resnet_tiny", Preproc(2, 112, 128), "eigencam"),
                      ("seresnet_small", Preproc(2, 256, None), "gradcam++"),
                      ("seresnet50", Preproc(2, 256, None), "gradcam++")]
-    return [_time_setting(arch, pre, method, repeats=3) for arch, pre, method in settings]
+    rows = [_time_setting(arch, pre, method, repeats=3) for arch, pre, method in settings]
+    if not torch.cuda.is_available():
+        rows.append({"benchmark": "cam_per_vertebra", "setting": "any", "device": "cuda",
+                     "seconds_median": None, "repeats": 0, "peak_mem_mb": None,
+                     "note": "not measured (no GPU on this machine)"})
+    return rows
 
 
 if __name__ == "__main__":
