@@ -34,7 +34,7 @@ def stage_commands(out: Path, quick: bool, no_progress: bool) -> list:
     # they differ in cohort size and training budget. The paper's setting is `--preset paper`.
     n_cases, levels = (5, ("T12", "L3")) if quick else (6, ("T11", "L4"))
     img = 128
-    steps, minutes = (8, 1.0) if quick else (400, 2.5)
+    steps, minutes = (40, 1.5) if quick else (400, 2.5)
     cls_epochs = 1 if quick else 4
     cohort, blocks, twin = out / "phantom", out / "blocks", out / "blocks_healthy_twin"
     vj = cohort / "vertebra_data.json"
