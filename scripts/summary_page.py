@@ -82,11 +82,16 @@ def build_page(out: Path) -> Path:
     oracle = res / "oracle_errors.csv"
     if oracle.is_file():
         df = pd.read_csv(oracle)
-        err = [c for c in df.columns if c.startswith("abs_err")]
+        err = [c for c in df.columns if c.startswith("err_pp_")]
         if err:
+            by = pd.concat([df.groupby("true_grade")[err].apply(lambda d: d.abs().mean()).rename(index=lambda g: f"grade {g}"),
+                            df.groupby("morphology")[err].apply(lambda d: d.abs().mean()),
+                            df[err].abs().mean().to_frame("all").T])
+            by.columns = [c.replace("err_pp_", "third ") for c in by.columns]
             parts += ["<h2>RHLV vs planted loss (oracle: healthy twin as pseudo-healthy)</h2>",
-                      "<p class=note>mean |RHLV - planted loss|, percentage points</p>",
-                      _table(df[err].mean().mul(1 if df[err].abs().max().max() > 1 else 100).to_frame("mean abs error").T)]
+                      "<p class=note>mean |RHLV - planted loss| in percentage points, per third</p>",
+                      by.reset_index().rename(columns={"index": "group"}).to_html(
+                          index=False, float_format=lambda v: f"{v:.2f}", border=0)]
     imgs = sorted(fig.glob("*.png")) if fig.is_dir() else []
     if imgs:
         parts.append("<h2>Figures</h2><div class=grid>")
