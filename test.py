@@ -127,7 +127,7 @@ def _write_html(out_dir: Path, rows: list, title: str) -> None:
 
 def _write_csv(path: Path, rows: list) -> None:
     cols = ["key", "grade", "slice_index", *METRIC_COLUMNS]
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
         w.writeheader()
         for r in rows:

@@ -217,7 +217,7 @@ def _append_eval(run_dir: Path, row: dict) -> None:
     import csv
     path = run_dir / "eval_log.csv"
     new = not path.is_file()
-    with open(path, "a", newline="") as fh:
+    with open(path, "a", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=list(row))
         if new:
             w.writeheader()

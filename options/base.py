@@ -92,7 +92,7 @@ def load_preset(name: Optional[str]) -> Dict[str, Any]:
         raise UserError(f"unknown preset {name!r} (available: {', '.join(avail)} or a JSON path)",
                         path)
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise UserError(f"preset is not valid JSON ({exc.msg})", path) from None
     return {k: v for k, v in data.items() if not k.startswith("_")}

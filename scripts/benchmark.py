@@ -77,7 +77,7 @@ def _summary(name: str) -> str:
     path = ROOT / "benchmarks" / f"{name}.py"
     try:
         import ast
-        doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+        doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
     except (OSError, SyntaxError):
         return ""
     return " ".join(doc.split("\n\n")[0].split())

@@ -111,8 +111,8 @@ def run_stage(name: str, argv: list, log_dir: Path) -> float:
     print(f"\n=== {name} ===\n$ {' '.join(shlex.quote(a) for a in argv)}", flush=True)
     t0 = time.time()
     log = log_dir / (name.replace(" ", "_").replace("/", "_").replace("(", "").replace(")", "") + ".log")
-    with open(log, "w") as fh:
-        proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    with open(log, "w", encoding="utf-8") as fh:
+        proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, encoding="utf-8", errors="replace")
         for line in proc.stdout:
             sys.stdout.write(line)
             fh.write(line)

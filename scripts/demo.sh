@@ -5,5 +5,6 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/scripts/setup_env.sh"
 cd "$ROOT"
+export PYTHONUTF8=1 PYTHONIOENCODING=utf-8
 export MPLBACKEND=Agg
 python scripts/demo.py "$@"

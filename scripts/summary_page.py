@@ -39,7 +39,7 @@ def _grading_rows(res: Path) -> pd.DataFrame:
         f = res / folder / "svm_sound.json"
         if not f.is_file():
             continue
-        d = json.loads(f.read_text())
+        d = json.loads(f.read_text(encoding="utf-8"))
         ho, cv = d.get("val", {}), d.get("cv", {})
         rows.append({"features from": name, "CV macro-F1": cv.get("macro_f1"), "CV sd": cv.get("macro_f1_sd"),
                      "held-out macro-P": ho.get("macro_precision"), "held-out macro-R": ho.get("macro_recall"),
@@ -100,7 +100,7 @@ def build_page(out: Path) -> Path:
         parts.append("</div>")
     tim = out / "timings.json"
     if tim.is_file():
-        t = json.loads(tim.read_text())
+        t = json.loads(tim.read_text(encoding="utf-8"))
         parts += ["<h2>Stage timings (s)</h2>", _table(pd.DataFrame([t]).T.reset_index().rename(
             columns={"index": "stage", 0: "seconds"}), "{:.1f}")]
     links = sorted(p for p in out.rglob("*") if p.is_file() and p.suffix in (".csv", ".json", ".html")

@@ -90,7 +90,7 @@ def read_summary(path) -> Dict[str, Dict[str, str]]:
     if not p.is_file():
         return {}
     try:
-        with open(p, newline="") as fh:
+        with open(p, newline="", encoding="utf-8") as fh:
             return {r["key"]: r for r in csv.DictReader(fh) if r.get("key")}
     except (OSError, csv.Error, KeyError):
         return {}

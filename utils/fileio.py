@@ -57,7 +57,7 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
 
 def write_text(path: PathLike, text: str) -> Path:
     with atomic_path(path) as tmp:
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8")
     return Path(path)
 
 
@@ -71,7 +71,7 @@ def read_json(path: PathLike):
     if not p.is_file():
         raise UserError("file not found", p)
     try:
-        return json.loads(p.read_text())
+        return json.loads(p.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise UserError(f"not valid JSON (line {exc.lineno}: {exc.msg})", p) from None
     except (OSError, UnicodeDecodeError) as exc:

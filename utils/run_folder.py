@@ -64,7 +64,7 @@ class LossLog:
             from torch.utils.tensorboard import SummaryWriter
             self.writer = SummaryWriter(log_dir=str(Path(run_dir) / "tensorboard"))
             if self.path.is_file():
-                with open(self.path, newline="") as fh:
+                with open(self.path, newline="", encoding="utf-8") as fh:
                     self._fields = next(csv.reader(fh), None)
 
     def scalars(self, step: int, values: Dict[str, float], prefix: str) -> None:
@@ -80,7 +80,7 @@ class LossLog:
         new = self._fields is None
         if new:
             self._fields = list(row)
-        with open(self.path, "a", newline="") as fh:
+        with open(self.path, "a", newline="", encoding="utf-8") as fh:
             w = csv.DictWriter(fh, fieldnames=self._fields, extrasaction="ignore")
             if new:
                 w.writeheader()
