@@ -10,24 +10,13 @@ from __future__ import annotations
 
 import os
 import resource
-import statistics
 import tempfile
-import time
 
 from data.phantom import level_range, render_case, write_case
 from data.phantom_paint import paint_from_mask
 
 
-def _median_seconds(fn, repeats: int):
-    """(median wall seconds, median CPU seconds of this process) over ``repeats`` calls."""
-    fn()                                             # warm-up (imports, caches)
-    wall, cpu = [], []
-    for _ in range(repeats):
-        t0, c0 = time.perf_counter(), time.process_time()
-        fn()
-        wall.append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
-    return statistics.median(wall), statistics.median(cpu)
+from benchmarks.timing import median_seconds  # noqa: E402
 
 
 def _row(setting: str, seconds, repeats: int, note: str) -> dict:
@@ -53,15 +42,15 @@ def run(quick: bool = True) -> list:
     rows = []
     for name, kw in settings:
         case = render_case(0, **kw)
-        sec = _median_seconds(lambda kw=kw: render_case(0, **kw), repeats)
+        sec = median_seconds(lambda kw=kw: render_case(0, **kw), repeats)
         rows.append(_row(name, sec, repeats, f"grid {case.ct.shape}, in memory"))
     if not quick:
         case = render_case(0, levels=ten, fractures={"L1": (3, "wedge")})
         with tempfile.TemporaryDirectory() as tmp:
-            sec = _median_seconds(lambda: write_case(case, tmp, "bench"), repeats)
+            sec = median_seconds(lambda: write_case(case, tmp, "bench"), repeats)
         rows.append(_row("write_case (4 gzip NIfTI + 3 JSON), 10 vertebrae 1 mm", sec, repeats,
                          f"grid {case.ct.shape}"))
-        sec = _median_seconds(lambda: paint_from_mask(case.mask, seed=0), repeats)
+        sec = median_seconds(lambda: paint_from_mask(case.mask, seed=0), repeats)
         rows.append(_row("paint_from_mask on a 10-vertebra 1 mm mask", sec, repeats,
                          f"grid {case.mask.shape}"))
     return rows

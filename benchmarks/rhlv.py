@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import os
 import resource
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -26,15 +24,7 @@ from evaluation.shapes import body_block
 SHAPE = (256, 256, 64)
 
 
-def _median(fn, repeats: int):
-    fn()
-    wall, cpu = [], []
-    for _ in range(repeats):
-        t0, c0 = time.perf_counter(), time.process_time()
-        fn()
-        wall.append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
-    return statistics.median(wall), statistics.median(cpu)
+from benchmarks.timing import median_seconds  # noqa: E402
 
 
 def _row(setting, sec, repeats, note):
@@ -53,19 +43,19 @@ def run(quick: bool = True) -> list:
     cor = HeightRule(plane="coronal")
     rows = [
         _row("RHLV sagittal, one vertebra, block 256x256x64 in memory",
-             _median(lambda: measure_pair(healthy, wedge, sp), repeats), repeats, "measure_pair"),
+             median_seconds(lambda: measure_pair(healthy, wedge, sp), repeats), repeats, "measure_pair"),
         _row("RHLV sagittal + coronal, one vertebra, in memory",
-             _median(lambda: (measure_pair(healthy, wedge, sp), measure_pair(healthy, wedge, sp, cor)),
+             median_seconds(lambda: (measure_pair(healthy, wedge, sp), measure_pair(healthy, wedge, sp, cor)),
                      repeats), repeats, "two rules"),
         _row("height-loss map, one vertebra, in memory",
-             _median(lambda: height_loss_map(healthy, wedge, 1.0), repeats), repeats, "height_loss_map"),
+             median_seconds(lambda: height_loss_map(healthy, wedge, 1.0), repeats), repeats, "height_loss_map"),
     ]
     if not quick:
         with tempfile.TemporaryDirectory() as tmp:
             for sub, arr in (("label", wedge), ("fake", healthy)):
                 save_nifti(Volume((arr * 20).astype(np.uint8), np.eye(4)), Path(tmp) / sub / "c_20.nii.gz")
             rows.append(_row("RHLV from files (2 NIfTI reads + sagittal + coronal)",
-                             _median(lambda: rhlv_row("c_20", Path(tmp) / "label", Path(tmp) / "fake",
+                             median_seconds(lambda: rhlv_row("c_20", Path(tmp) / "label", Path(tmp) / "fake",
                                                       HeightRule(), coronal=True), repeats),
                              repeats, "rhlv_row"))
     return rows

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import resource
 import statistics
-import time
 import tracemalloc
 
 import torch
@@ -31,13 +30,7 @@ from straighten.original import straighten_original
 COUNTS = {1: ("L5", "L5"), 5: ("L1", "L5"), 10: ("T8", "L5"), 20: ("C5", "L5")}
 
 
-def _median_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+from benchmarks.timing import median_wall  # noqa: E402
 
 
 def _traced_peak_mb(fn) -> float:
@@ -59,7 +52,7 @@ def _straighten_rows(repeats: int) -> list:
                  ("--mode original", lambda: straighten_original(m, case.centroids, targets, c)))
         for mode, fn in modes:
             fn()  # warm-up
-            sec = _median_time(fn, repeats)
+            sec = median_wall(fn, repeats)
             base.setdefault(mode, sec)
             rows.append({"benchmark": "scaling_straighten",
                          "setting": f"{mode}, {n} vertebra{'e' if n > 1 else ''} ({first}-{last}), grid {c.shape}",

@@ -8,8 +8,6 @@ variant and one label paint-back.
 from __future__ import annotations
 
 import resource
-import statistics
-import time
 
 import numpy as np
 
@@ -21,13 +19,7 @@ from straighten.original import straighten_original
 LEVELS = ("T8", "T9", "T10", "T11", "T12", "L1", "L2", "L3", "L4", "L5")
 
 
-def _median_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+from benchmarks.timing import median_wall  # noqa: E402
 
 
 def _row(setting, sec, repeats, ratio=None, note=""):
@@ -56,7 +48,7 @@ def run(quick: bool = True) -> list:
         targets = sorted(case.centroids)
         base = None
         for name, fn in _settings(case, targets):
-            sec = _median_time(fn, repeats)
+            sec = median_wall(fn, repeats)
             base = sec if base is None else base
             rows.append(_row(f"{name}, {len(targets)} vertebrae, grid {sp} mm", sec, repeats,
                              ratio=sec / base, note="ratio vs original mode; CT + labels, "
@@ -64,7 +56,7 @@ def run(quick: bool = True) -> list:
     case = render_case(0, levels=LEVELS, orientation="RAS")
     blk = straighten_case(case.mask, case.centroids, [21], case.ct)[0]
     arr = (blk.label_array == 21).astype(np.uint8)
-    sec = _median_time(lambda: paint_back(arr, blk.geometry, case.mask), repeats)
+    sec = median_wall(lambda: paint_back(arr, blk.geometry, case.mask), repeats)
     rows.append(_row("paint_back of one label block (order 0)", sec, repeats,
                      note="inverse sampling over the label's patient-space bounding box"))
     return rows
