@@ -45,10 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results_dir", required=True, help="output folder (CT_fake/, label_fake/, "
                    "patient_space/, summary.csv)")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
-    p.add_argument("--batch", type=int, default=16, help="slices per forward pass, across slices "
-                   "and vertebrae (1 = the original one-slice-at-a-time loop; same results). Pays on "
-                   "CUDA and for small models; on CPU the 256-px paper model is compute-bound and "
-                   "runs no faster batched (see docs/BENCHMARKS.md). Default: %(default)s")
+    p.add_argument("--batch", type=int, default=None, help="slices per forward pass, across slices "
+                   "and vertebrae (1 = the original one-slice-at-a-time loop; same results). Default: "
+                   "4 on CPU, 16 on CUDA. On CPU the 256-px paper model is compute-bound: batch 1-4 "
+                   "run at the same speed per slice and 16 runs slower (docs/BENCHMARKS.md)")
     p.add_argument("--skip_existing", action="store_true", help="skip vertebrae whose outputs exist")
     p.add_argument("--paint_back", action="store_true", help="also write the pseudo-healthy vertebra "
                    "into the patient's original CT grid (needs --raw_root)")

@@ -8,7 +8,7 @@ untimed call (numpy/scipy heap of that call alone, not process RSS), so it is pe
 
 Synthesis: N synthetic 256 x 256 x 64 blocks (three bodies each, the middle one the target) through
 :func:`synthesis.iterative.synthesize_view` (sagittal, upper -> lower -> target steps) with an
-untrained paper-preset generator, batch 12 (the scheduler fills batches across vertebrae). Quick
+untrained paper-preset generator prepared for inference, batch 4 (the default on CPU; the scheduler fills batches across vertebrae). Quick
 mode: 1 sagittal slice per vertebra (3 forward passes); full mode: 8 slices; 3 repeats. Peak memory
 there is process RSS (monotonic, counts run in ascending order). Ratio = time / time for 1
 vertebra (linear growth gives ratio = N). With 1 vertebra the three steps run one after the
@@ -67,10 +67,10 @@ def _synthesis_rows(quick: bool) -> list:
     from benchmarks.synthesis import _block, _time
     from models.config import ModelConfig
     from models.healthivert_model import HealthiVertModel
-    cfg, width, batch = ModelConfig.paper(), (1 if quick else 8), 12
+    cfg, width, batch = ModelConfig.paper(), (1 if quick else 8), 4
     device = torch.device("cpu")
     torch.manual_seed(0)
-    model = HealthiVertModel(cfg, device).eval()
+    model = HealthiVertModel(cfg, device).prepare_inference()
     args = (cfg.image_size, cfg.band_rows)
     _time(model, device, [_block(width, 99)], batch, *args)  # warm-up
     rows, base = [], None
@@ -87,7 +87,7 @@ def _synthesis_rows(quick: bool) -> list:
                              f"{sec / n:.3g} s per vertebra; {3 * width} forward "
                              f"slices per vertebra; torch threads {torch.get_num_threads()}; "
                              "peak = process RSS (grows with N: all N input blocks are held)"})
-    rows.append({"benchmark": "scaling_synthesis", "setting": "paper G 256px, batch 12, 1-20 vertebrae",
+    rows.append({"benchmark": "scaling_synthesis", "setting": "paper G 256px, batch 4, 1-20 vertebrae",
                  "device": "cuda", "seconds_median": None, "repeats": 0, "ratio": None,
                  "peak_mem_mb": None, "note": "not measured (no GPU on this machine)"}
                 if not torch.cuda.is_available() else

@@ -1,14 +1,19 @@
 """Benchmark: 3D synthesis seconds per vertebra, batched vs one slice at a time (``--batch 1``),
 measured in the same process on the same blocks (the ratio is what matters).
 
-Paper geometry: 256 x 256 x 64 blocks, an untrained paper-preset generator (ngf 16, ~0.99 M
-parameters; speed only), the iterative upper -> lower -> target pipeline of
-:func:`synthesis.iterative.synthesize_view` (file I/O excluded). Blocks are synthetic: three
-bodies (25-row, 40 mm wide targets, so ~40 sagittal slices x 3 steps per vertebra); quick mode uses
-narrower bodies (4 slices for the paper G, 16 for the small one, batches 1 vs 12 / 1 vs 16). Expect no gain on CPU for the paper model: it is compute-bound there
-(~1.4 s per 256² slice on one thread, convolutions ~2/3 of it), so batching pays on CUDA. A small
-model (ngf 8, 96 px, 40 slices) is timed too: there per-call overhead dominates and batching helps
-on CPU as well.
+Paper geometry: 256 x 256 x 64 blocks, an untrained paper-preset generator (ngf 16, ~0.97 M
+parameters; speed only) prepared as ``eval_3d_sagittal_twostage.py`` prepares it
+(``HealthiVertModel.prepare_inference``: spectral norms folded, channels-last on CPU), the
+iterative upper -> lower -> target pipeline of :func:`synthesis.iterative.synthesize_view` (file
+I/O excluded). Blocks are synthetic: three bodies (25-row, 40 mm wide targets, so ~40 sagittal
+slices x 3 steps per vertebra); quick mode uses narrower bodies (8 slices for the paper G, 16 for
+the small one). One more row times the paper G at batch 1 *without* ``prepare_inference`` (the
+eval-mode model, spectral norm recomputed every call) to show what the preparation buys.
+
+On CPU the paper model is compute-bound (about 0.2 s per 256² forward on 2 threads, 2/3 of it in
+convolutions): batches of 1-4 run at the same speed per slice and 16 runs slower (activations no
+longer fit in cache), so batching pays on CUDA, not here. A small model (ngf 8, 96 px) is timed
+too: there per-call overhead dominates and batching helps on CPU as well.
 """
 from __future__ import annotations
 
@@ -55,7 +60,7 @@ def _settings(quick: bool):
     """(name, ModelConfig, LR slices per vertebra, vertebrae, batch sizes): the paper geometry and,
     for contrast, a small model (ngf 8, 96 px) where per-call overhead matters."""
     from models.config import ModelConfig
-    paper = ("paper G 256px", ModelConfig.paper(), 4 if quick else 40, 1, (1, 12) if quick else (1, 16, 64))
+    paper = ("paper G 256px", ModelConfig.paper(), 8 if quick else 40, 1, (1, 4, 16) if quick else (1, 4, 16, 64))
     small = ("small G 96px", ModelConfig(ngf=8, ndf=32, image_size=96, band_rows=30), 16 if quick else 40, 1,
              (1, 16) if quick else (1, 16, 64))
     return [paper, small]
@@ -69,22 +74,29 @@ def run(quick: bool = True) -> List[dict]:
     for device in devices:
         for name, cfg, width, n_vert, batches in _settings(quick):
             torch.manual_seed(0)
-            model = HealthiVertModel(cfg, device).eval()
+            plain = HealthiVertModel(cfg, device).eval()
+            model = HealthiVertModel(cfg, device)
+            model.netG.load_state_dict(plain.netG.state_dict())
+            model.prepare_inference()
             blocks = [_block(width, s, cfg.image_size) for s in range(n_vert)]
             args = (cfg.image_size, cfg.band_rows)
-            _time(model, device, blocks[:1], max(batches), *args)  # warm-up
-            times = {b: [] for b in batches}
+            runs = [(f"batch {b}", model, b) for b in batches]
+            if name.startswith("paper"):
+                runs.append(("batch 1, not prepared (spectral norm per call)", plain, 1))
+            for _, m, b in runs:
+                _time(m, device, blocks[:1], b, *args)  # warm-up
+            times = {label: [] for label, _, _ in runs}
             for _ in range(repeats):  # interleaved, so load changes hit all settings alike
-                for b in batches:
-                    times[b].append(_time(model, device, blocks, b, *args))
-            base = statistics.median(times[1])
-            for b in batches:
-                med = statistics.median(times[b])
-                rows.append({"benchmark": "synthesis_3d", "setting": f"{name}, batch {b}",
+                for label, m, b in runs:
+                    times[label].append(_time(m, device, blocks, b, *args))
+            base = statistics.median(times["batch 1"])
+            for label, _, _ in runs:
+                med = statistics.median(times[label])
+                rows.append({"benchmark": "synthesis_3d", "setting": f"{name}, {label}",
                              "device": device.type, "seconds_median": med, "repeats": repeats,
                              "ratio": base / med, "peak_mem_mb": round(_peak_mb(device), 1),
                              "note": f"s/vertebra, {width} sagittal slices x 3 steps, untrained G, "
-                                     f"torch threads {torch.get_num_threads()}; ratio = batch-1 time / this"})
+                                     f"torch threads {torch.get_num_threads()}; ratio = prepared batch-1 time / this"})
     if not torch.cuda.is_available():
         rows.append({"benchmark": "synthesis_3d", "setting": "paper G 256px, batch 1 vs batched",
                      "device": "cuda", "seconds_median": None, "repeats": 0, "ratio": None,

@@ -56,6 +56,7 @@ class HealthiVertModel:
         self.inp: Dict[str, torch.Tensor] = {}
         self.out: Dict[str, torch.Tensor] = {}
         self.loss: Dict[str, torch.Tensor] = {}
+        self.inference_only = False
 
     # ------------------------------------------------------------------ setup
     def networks(self) -> Dict[str, nn.Module]:
@@ -78,7 +79,23 @@ class HealthiVertModel:
         for name, mod in self.networks().items():
             self._run[name] = DDP(mod, device_ids=device_ids, find_unused_parameters=unused)
 
+    def prepare_inference(self) -> "HealthiVertModel":
+        """Eval mode with the generator's spectral norms folded into plain weights
+        (:func:`models.layers.fold_spectral_norm`) and, on CPU, channels-last memory layout: same
+        outputs up to float rounding, faster :meth:`infer`. One-way: the model can no longer
+        train or write a checkpoint."""
+        from models.layers import fold_spectral_norm
+        self.eval()
+        with torch.no_grad():
+            fold_spectral_norm(self.netG)
+        if self.device.type == "cpu":
+            self.netG.to(memory_format=torch.channels_last)
+        self.inference_only = True
+        return self
+
     def train(self) -> "HealthiVertModel":
+        if self.inference_only:
+            raise RuntimeError("model was prepared for inference only (prepare_inference)")
         for m in self.networks().values():
             m.train()
         return self
@@ -257,6 +274,8 @@ class HealthiVertModel:
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:
         """Nets, optimisers, scaler and the config (plain tensors/dicts; torch.save-able)."""
+        if self.inference_only:
+            raise RuntimeError("model was prepared for inference only; its weights are not a checkpoint")
         sd = {"version": CKPT_VERSION, "config": self.cfg.to_dict()}
         sd.update({name: m.state_dict() for name, m in self.networks().items()})
         sd.update(optimizer_G=self.optimizer_G.state_dict(),

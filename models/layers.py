@@ -33,6 +33,21 @@ class SNConv(nn.Module):
         return self.act(self.conv(x))
 
 
+def fold_spectral_norm(module: nn.Module) -> int:
+    """Replace every spectral-norm parametrisation in ``module`` by the plain weight it produces
+    now (``W / sigma`` with the stored power-iteration vectors), for inference: the same outputs
+    up to float rounding, without recomputing ``sigma`` on every call (about a quarter of a
+    256-px generator forward on CPU). Call in eval mode; the module cannot be trained or saved as
+    a training checkpoint afterwards. Returns the number of weights folded."""
+    import torch.nn.utils.parametrize as parametrize
+    n = 0
+    for mod in module.modules():
+        if parametrize.is_parametrized(mod, "weight"):
+            parametrize.remove_parametrizations(mod, "weight", leave_parametrized=True)
+            n += 1
+    return n
+
+
 def up2(x: torch.Tensor) -> torch.Tensor:
     """Nearest-neighbour 2x upsampling: (B, C, H, W) -> (B, C, 2H, 2W)."""
     return F.interpolate(x, scale_factor=2.0, mode="nearest")

@@ -1,9 +1,9 @@
 """Thesis figures from the pipeline's CSVs, logs and blocks (each figure only if its inputs are
 given). Writes PNGs under ``--output_dir``:
 
-* ``comparison_grid.png`` (``--keys`` + ``--dataroot`` + ``--results_dir`` [+ ``--cam_folder``]):
-  per vertebra, the mid-sagittal input (band hidden, context shifted), pseudo-healthy, real, CAM
-  and the axial height-loss map;
+* ``comparison_grid.png`` (``--keys``, or ``--vertebra_json`` + ``--pick N``, with ``--dataroot`` +
+  ``--results_dir`` [+ ``--cam_folder``]): per vertebra, the mid-sagittal input (band hidden, context
+  shifted), pseudo-healthy, real, CAM and the axial height-loss map;
 * ``loss_curves.png`` (``--loss_log``: a run's ``loss_log.csv``): generator and discriminator
   losses against the step;
 * ``rhlv_by_grade.png`` (``--rhlv_csv``): RHLV per third against the Genant grade;
@@ -168,6 +168,15 @@ def comparison_grid(args, out):
     _save(fig, out / "comparison_grid.png")
 
 
+def pick_keys(vertebra_json, results_dir, n: int, phases=("val", "test")) -> list:
+    """Up to ``n`` keys of ``phases`` that have a pseudo-healthy block in ``results_dir``: the
+    most severely graded first (then by key), so the grid shows fractures when there are any."""
+    from data.splits import keys_of, read_vertebra_json
+    graded = keys_of(read_vertebra_json(vertebra_json), phases)
+    have = [k for k in graded if block_path(Path(results_dir) / "CT_fake", k).exists()]
+    return sorted(have, key=lambda k: (-graded[k], k))[:n]
+
+
 def build_parser():
     p = argparse.ArgumentParser(description="Thesis figures from the pipeline outputs",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -176,6 +185,9 @@ def build_parser():
     p.add_argument("--rhlv_csv", help="RHLV table (RHLV_quantification.py)")
     p.add_argument("--svm_json", nargs="+", help="SVM_grading.py JSON(s)")
     p.add_argument("--keys", nargs="+", help="vertebra keys for the comparison grid")
+    p.add_argument("--vertebra_json", help="split/grade file: with --pick, choose the grid's keys")
+    p.add_argument("--pick", type=int, default=0, help="without --keys: show this many val/test "
+                   "vertebrae of --vertebra_json, most severe grade first")
     p.add_argument("--dataroot", help="straightened root (CT/, label/) for the comparison grid")
     p.add_argument("--results_dir", help="3D synthesis output (CT_fake/, label_fake/)")
     p.add_argument("--cam_folder", help="attention maps <key>.nii.gz (optional)")
@@ -193,6 +205,11 @@ def main(argv=None) -> int:
         rhlv_by_grade(args.rhlv_csv, out); done += 1
     if args.svm_json:
         confusion(args.svm_json, out); done += 1
+    if not args.keys and args.pick > 0 and args.vertebra_json and args.results_dir:
+        args.keys = pick_keys(args.vertebra_json, args.results_dir, args.pick)
+        if not args.keys:
+            log.warning("no val/test vertebra of %s has a pseudo-healthy block in %s: no comparison grid",
+                        args.vertebra_json, args.results_dir)
     if args.keys:
         if not (args.dataroot and args.results_dir):
             raise UserError("--keys needs --dataroot and --results_dir")

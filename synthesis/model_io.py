@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class LoadedModel:
-    """A generator in eval mode with the geometry it was trained on."""
+    """A generator prepared for inference (``prepare_inference``) with the geometry it was trained on."""
     model: Any               # models.healthivert_model.HealthiVertModel (has ``infer``)
     view: str                # 'sagittal' | 'coronal'
     image_size: int
@@ -71,7 +71,7 @@ def load_generator(path, device, expect_view: str) -> LoadedModel:
         model.netG.load_state_dict(state["netG"], strict=True)
     except (RuntimeError, KeyError, ValueError) as exc:
         raise UserError(f"checkpoint does not fit the model ({str(exc).splitlines()[0][:200]})", p) from None
-    model.eval()
+    model.prepare_inference()  # eval + folded spectral norms (+ channels-last on CPU)
     band_mm = options.get("band_mm")
     log.info("%s model %s: epoch %s, image %d px, band %d rows%s", view, p, ckpt.get("epoch", "?"),
              cfg.image_size, cfg.band_rows, f" ({band_mm} mm)" if band_mm else "")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence
 
 import numpy as np
+import torch
 
 from data import band as bd
 from data.intensity import hu_to_unit
@@ -43,7 +44,7 @@ class SynthesisOptions:
     vertebra_json: Optional[str] = None
     phase: Sequence[str] = ("test",)
     device: str = "auto"
-    batch: int = 16
+    batch: Optional[int] = None  # None: default_batch(device)
     skip_existing: bool = False
     paint_back: bool = False
     raw_root: Optional[str] = None
@@ -220,15 +221,23 @@ def plan(keys: Sequence[str], layout: OutputLayout, opts: SynthesisOptions, summ
     return todo
 
 
+def default_batch(device) -> int:
+    """Slices per forward pass when ``--batch`` is not given: 4 on CPU, where the 256-px paper
+    generator is compute-bound and larger batches run slower per slice (cache misses; measured in
+    docs/BENCHMARKS.md), 16 on CUDA."""
+    return 16 if torch.device(device).type == "cuda" else 4
+
+
 def run_synthesis(opts: SynthesisOptions) -> List[dict]:
     """The whole stage; returns the summary rows."""
     from tqdm import tqdm
     from utils.device import resolve_device
-    if opts.batch < 1:
+    if opts.batch is not None and opts.batch < 1:
         raise UserError(f"--batch must be >= 1, got {opts.batch}")
     if opts.paint_back and not opts.raw_root:
         raise UserError("--paint_back needs --raw_root (the original case folders)")
     device = resolve_device(opts.device)
+    batch = opts.batch or default_batch(device)
     models = load_models(opts, device)
     root = Path(opts.dataroot)
     if not root.is_dir():
@@ -238,14 +247,14 @@ def run_synthesis(opts: SynthesisOptions) -> List[dict]:
     summary = Summary(layout.summary)
     todo = plan(keys, layout, opts, summary)
     log.info("%d vertebrae to synthesise (%d skipped), views: %s, batch %d, device %s", len(todo),
-             len(keys) - len(todo), "+".join(models), opts.batch, device)
+             len(keys) - len(todo), "+".join(models), batch, device)
     painter = None
     if opts.paint_back:
         from synthesis.paint import PatientPainter
         painter = PatientPainter(root, Path(opts.raw_root), opts.paint_margin_mm)
     reader = BlockReader(root, opts.cam_folder, summary)
     bar = tqdm(total=len(todo), unit="vertebra", disable=not opts.progress)
-    for syn in synthesize_all(reader.read(todo), models, device, opts.batch):
+    for syn in synthesize_all(reader.read(todo), models, device, batch):
         ref, real_hu = reader.refs.pop(syn.key)
         write_block_outputs(syn, ref, layout, real_hu)
         if painter is not None:

@@ -41,6 +41,26 @@ def test_checkpoint_roundtrip_gives_identical_outputs_and_training(tmp_path):
         assert torch.equal(p, q), n
 
 
+def test_prepare_inference_keeps_outputs_and_locks_training():
+    torch.manual_seed(0)
+    b = make_batch(3, 64, 24, seed=2)
+    m1 = build_model(ModelConfig(**SMALL))
+    _steps(m1, b, 2)  # trained a little: the spectral-norm vectors are no longer their init
+    m2 = HealthiVertModel(ModelConfig(**SMALL))
+    m2.load_state_dict(m1.state_dict())
+    o1 = m1.infer(b)
+    m2.prepare_inference()
+    assert not any(n.endswith("original") for n, _ in m2.netG.named_parameters())  # SN folded
+    o2 = m2.infer(b)
+    for k in ("fake_B", "fake_B_raw", "seg", "seg_raw", "height_cont"):
+        assert torch.allclose(o1[k], o2[k], atol=1e-5), k
+    assert torch.equal(o1["height_pred"], o2["height_pred"])
+    with pytest.raises(RuntimeError, match="inference only"):
+        m2.train()
+    with pytest.raises(RuntimeError, match="inference only"):
+        m2.state_dict()
+
+
 def test_load_rejects_other_architecture_and_missing_parts():
     m = HealthiVertModel(ModelConfig(**SMALL))
     sd = m.state_dict()

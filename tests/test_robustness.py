@@ -1099,6 +1099,14 @@ def _(w, tmp, run):
     assert len(list((tmp / "f").glob("*.png"))) >= 2, res.describe()
 
 
+@scenario("make_figures", "keys_picked_from_json")
+def _(w, tmp, run):
+    res = _figs(run, tmp / "f", "--vertebra_json", w["vj"], "--pick", "2", "--dataroot", w["blocks"],
+                "--results_dir", w["synth"])
+    expect_ok(res, [], [tmp])
+    assert (tmp / "f" / "comparison_grid.png").is_file(), res.describe()
+
+
 @scenario("make_figures", "missing_input")
 def _(w, tmp, run):
     expect_error(_figs(run, tmp / "f", "--loss_log", tmp / "nope.csv"), ["nope.csv"], [], [tmp])
