@@ -152,7 +152,8 @@ def _panels(key, args):
 
 def comparison_grid(args, out):
     keys = list(args.keys)
-    fig, axes = plt.subplots(len(keys), 5, figsize=(15, 3.2 * len(keys)), squeeze=False)
+    fig, axes = plt.subplots(len(keys), 5, figsize=(16, 3.2 * len(keys)), squeeze=False,
+                             gridspec_kw={"wspace": 0.35})
     for row, key in zip(axes, keys):
         p = _panels(key, args)
         for ax, name in zip(row[:4], ("input", "pseudo-healthy", "real", "CAM")):
