@@ -52,13 +52,31 @@ def _grading_rows(res: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _csv_section(title: str, path: Path, cols=None, note: str = "") -> str:
+def _csv_section(title: str, path: Path, out: Path, cols=None, note: str = "") -> str:
     if not path.is_file():
         return ""
     df = pd.read_csv(path)
     if cols:
         df = df[[c for c in cols if c in df.columns]]
-    return f"<h2>{html.escape(title)}</h2><p class=note>{note} <a href='{path.name}'>{path.name}</a></p>" + _table(df)
+    rel = path.relative_to(out).as_posix()
+    return f"<h2>{html.escape(title)}</h2><p class=note>{note} <a href='{rel}'>{path.name}</a></p>" + _table(df)
+
+
+def _fracture_heights(path: Path, out: Path) -> str:
+    """Mean / sd / median absolute height error (%, A/M/P averaged) per method for the fractured
+    vertebrae of ``synthesis/phantom_eval.py``'s table."""
+    if not path.is_file():
+        return ""
+    df = pd.read_csv(path)
+    names = {"gan": "GAN pseudo-healthy", "interp": "neighbour interpolation", "copy": "neighbour copy",
+             "none": "fractured body as is"}
+    rows = [{"method": label, "n": int(df[f"{m}_err_pct"].notna().sum()),
+             "mean abs height error %": df[f"{m}_err_pct"].mean(), "sd": df[f"{m}_err_pct"].std(),
+             "median": df[f"{m}_err_pct"].median()} for m, label in names.items() if f"{m}_err_pct" in df]
+    rel = path.relative_to(out).as_posix()
+    return ("<h2>Fractured vertebrae: restored height vs the healthy twin's true height</h2>"
+            f"<p class=note>val + test vertebrae of grade 1-3; <a href='{rel}'>{path.name}</a></p>"
+            + _table(pd.DataFrame(rows)))
 
 
 def build_page(out: Path) -> Path:
@@ -75,10 +93,11 @@ def build_page(out: Path) -> Path:
     if len(grading):
         parts += ["<h2>Genant grading (held-out val split, sound protocol)</h2>", _table(grading)]
     gen = res / "generation" / "generation_summary.csv"
-    parts.append(_csv_section("Synthesis quality vs the healthy twin (with neighbour baselines)", gen,
+    parts.append(_csv_section("Synthesis quality vs the healthy twin (with neighbour baselines)", gen, out,
                               ["method", "n", "dice_mean", "psnr_band_mean", "ssim_band_mean", "psnr_whole_mean",
                                "height_err_a_pct_mean", "height_err_m_pct_mean", "height_err_p_pct_mean"],
                               "Band = the synthesised rows; heights in % of the healthy twin's."))
+    parts.append(_fracture_heights(res / "phantom_heights.csv", out))
     oracle = res / "oracle_errors.csv"
     if oracle.is_file():
         df = pd.read_csv(oracle)
