@@ -32,9 +32,9 @@ def stage_commands(out: Path, quick: bool, no_progress: bool) -> list:
     """(name, argv list) for each stage, in order."""
     # Both modes use 128-px slices cropped from the 1 mm blocks (1 mm pixels, the 40-row band);
     # they differ in cohort size and training budget. The paper's setting is `--preset paper`.
-    n_cases, levels = (5, ("T12", "L3")) if quick else (6, ("T11", "L4"))
+    n_cases, levels = (5, ("T12", "L2")) if quick else (6, ("T11", "L4"))
     img = 128
-    steps, minutes = (40, 1.5) if quick else (400, 2.5)
+    steps, minutes = (25, 1.0) if quick else (400, 2.5)
     cls_epochs = 1 if quick else 4
     cohort, blocks, twin = out / "phantom", out / "blocks", out / "blocks_healthy_twin"
     vj = cohort / "vertebra_data.json"
