@@ -89,6 +89,19 @@ def test_batched_equals_one_slice_at_a_time(setup, tmp_path):
         assert (la != lb).mean() < 1e-4
 
 
+def test_default_batch_is_4_on_cpu_and_matches_batch_1(setup, tmp_path, caplog):
+    from synthesis.runner import default_batch
+    assert default_batch("cpu") == 4 and default_batch(torch.device("cuda")) == 16
+    one = run_ok(setup, tmp_path / "b1", "--batch", "1", "--device", "cpu")
+    with caplog.at_level("INFO"):
+        auto = run_ok(setup, tmp_path / "auto", "--device", "cpu")
+    assert "batch 4, device cpu" in caplog.text
+    for key in setup["keys"]:
+        a = load_volume(one / "CT_fake" / f"{key}.nii.gz").array
+        b = load_volume(auto / "CT_fake" / f"{key}.nii.gz").array
+        np.testing.assert_allclose(a, b, atol=0.05)
+
+
 def test_outputs_on_the_block_grid(setup, tmp_path):
     out = run_ok(setup, tmp_path / "o", "--batch", "8")
     blocks = setup["dir"] / "blocks"
