@@ -7,16 +7,18 @@ parameters; speed only) prepared as ``eval_3d_sagittal_twostage.py`` prepares it
 iterative upper -> lower -> target pipeline of :func:`synthesis.iterative.synthesize_view` (file
 I/O excluded). Blocks are synthetic: three bodies (25-row, 40 mm wide targets, so ~40 sagittal
 slices x 3 steps per vertebra); quick mode uses narrower bodies (8 slices for the paper G, 16 for
-the small one). One more row times the paper G at batch 1 *without* ``prepare_inference`` (the
+the small one); the demo's geometry (paper G at 128 px) is swept over batch 1-16. One more row times the paper G at batch 1 *without* ``prepare_inference`` (the
 eval-mode model, spectral norm recomputed every call) to show what the preparation buys.
 
 On CPU the paper model is compute-bound (about 0.2 s per 256² forward on 2 threads, 2/3 of it in
 convolutions): batches of 1-4 run at the same speed per slice and 16 runs slower (activations no
 longer fit in cache), so batching pays on CUDA, not here. A small model (ngf 8, 96 px) is timed
-too: there per-call overhead dominates and batching helps on CPU as well.
+too: there per-call overhead dominates and batching helps on CPU as well. On CPU, two extra rows
+time one generator forward per sample at batch 1 and 16 and give torch.profiler's op shares.
 """
 from __future__ import annotations
 
+import dataclasses
 import resource
 import statistics
 import time
@@ -61,9 +63,51 @@ def _settings(quick: bool):
     for contrast, a small model (ngf 8, 96 px) where per-call overhead matters."""
     from models.config import ModelConfig
     paper = ("paper G 256px", ModelConfig.paper(), 8 if quick else 40, 1, (1, 4, 16) if quick else (1, 4, 16, 64))
+    demo = ("paper G 128px (demo)", dataclasses.replace(ModelConfig.paper(), image_size=128), 16, 1,
+            (1, 2, 4, 8, 16))
     small = ("small G 96px", ModelConfig(ngf=8, ndf=32, image_size=96, band_rows=30), 16 if quick else 40, 1,
              (1, 16) if quick else (1, 16, 64))
-    return [paper, small]
+    return [paper, demo, small]
+
+
+def _forward_profile(model, device, batches=(1, 16), repeats: int = 3) -> List[dict]:
+    """Where one 256-px generator forward spends its time (torch.profiler self CPU time per op
+    group, batch 1) and the per-sample forward time at each batch size: shows whether batching
+    can pay on this machine (it cannot when the per-sample time does not fall)."""
+    from torch.profiler import ProfilerActivity, profile
+    g, size = model.netG, model.cfg.image_size
+
+    def inputs(b):
+        band = torch.zeros(b, 1, size, size, device=device)
+        band[:, :, size // 2 - 20:size // 2 + 20] = 1
+        return (torch.randn(b, 1, size, size, device=device), band, torch.rand(b, device=device),
+                torch.ones(b, 1, size, size, device=device))
+
+    per_sample = {}
+    with torch.inference_mode():
+        for b in batches:
+            x = inputs(b)
+            g(*x)  # warm-up
+            ts = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                g(*x)
+                ts.append(time.perf_counter() - t0)
+            per_sample[b] = statistics.median(ts) / b
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            g(*inputs(1))
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events) or 1.0
+    groups = {"convolution": ("conv",), "ELU": ("elu",), "attention bmm": ("bmm",)}
+    shares = {name: 100.0 * sum(e.self_cpu_time_total for e in events if any(k in e.key for k in keys)) / total
+              for name, keys in groups.items()}
+    share_txt = ", ".join(f"{k} {v:.0f} %" for k, v in shares.items())
+    return [{"benchmark": "synthesis_3d", "setting": f"paper G 256px forward only, batch {b}", "device": device.type,
+             "seconds_median": per_sample[b], "repeats": repeats, "ratio": per_sample[batches[0]] / per_sample[b],
+             "peak_mem_mb": round(_peak_mb(device), 1),
+             "note": f"s per sample of one generator forward; ratio = batch-{batches[0]} per-sample time / this"
+                     + (f"; batch-1 self CPU time: {share_txt}" if b == batches[0] else "")}
+            for b in batches]
 
 
 def run(quick: bool = True) -> List[dict]:
@@ -90,6 +134,8 @@ def run(quick: bool = True) -> List[dict]:
                 for label, m, b in runs:
                     times[label].append(_time(m, device, blocks, b, *args))
             base = statistics.median(times["batch 1"])
+            if name.startswith("paper G 256") and device.type == "cpu":
+                rows += _forward_profile(model, device)
             for label, _, _ in runs:
                 med = statistics.median(times[label])
                 rows.append({"benchmark": "synthesis_3d", "setting": f"{name}, {label}",
