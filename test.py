@@ -48,12 +48,14 @@ def _checkpoint_file(o: TestOptions) -> Path:
     return ck.checkpoint_path(Path(o.checkpoints_dir) / o.name, o.epoch)
 
 
-def load_trained_model(path: Path, device, image_size=None, band_rows=None):
+def load_trained_model(path: Path, device, image_size=None, band_rows=None, state=None):
     """Model with the checkpoint's weights (architecture from the checkpoint); UserError when the
-    file is missing, unreadable or does not fit. Returns ``(model, checkpoint dict)``."""
+    file is missing, unreadable or does not fit. ``state``: the checkpoint dict when the caller has
+    already read ``path``. Returns ``(model, checkpoint dict)``."""
     from models.config import ModelConfig
     from models.healthivert_model import build_model
-    state = ck.load_checkpoint(path, map_location=device)
+    if state is None:
+        state = ck.load_checkpoint(path, map_location=device)
     stored = state.get("extra", {}).get("model_config") or state["model"].get("config")
     if not stored:
         raise UserError("checkpoint has no model configuration", path)
@@ -163,7 +165,7 @@ def run_test(o: TestOptions) -> Path:
     path = _checkpoint_file(o)
     state = ck.load_checkpoint(path, map_location="cpu")
     ds = _dataset(o, state.get("options", {}))
-    model, state = load_trained_model(path, device, ds.cfg.image_size, ds.slice_geometry()[0])
+    model, state = load_trained_model(path, device, ds.cfg.image_size, ds.slice_geometry()[0], state)
     model.prepare_inference()  # folded spectral norms: same outputs up to rounding, faster
     grades = select_keys(o.vertebra_json, o.phase, "all", 3)
     tag = f"{o.phase}_{o.epoch if not o.checkpoint else Path(o.checkpoint).stem}"

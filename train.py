@@ -33,7 +33,7 @@ from utils.errors import UserError, run_cli  # noqa: E402
 from utils.fileio import write_json  # noqa: E402
 from utils.run_folder import LossLog, environment, prepare_run_dir  # noqa: E402
 from utils.seed import seed_everything, worker_init_fn  # noqa: E402
-from utils.train_support import (EpochSampler, data_config, dataset_band_rows,  # noqa: E402
+from utils.train_support import (EpochSampler, data_config,  # noqa: E402
                                  evaluate, lr_lambda, visual_grids)
 
 log = logging.getLogger("train")
@@ -50,7 +50,7 @@ class Trainer:
         self._t_start, self._out_of_time = time.perf_counter(), False
         self.train_ds = HealthiVertDataset(data_config(opts, opts.data.phase, True))
         self.eval_ds = self._eval_dataset()
-        band_rows = dataset_band_rows(self.train_ds)
+        band_rows = self.train_ds.slice_geometry()[0]
         amp = opts.run.amp and info.device.type == "cuda"
         if opts.run.amp and not amp:
             log.warning("--amp ignored: mixed precision only runs on CUDA")

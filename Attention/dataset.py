@@ -27,6 +27,7 @@ from torch.utils.data import Dataset, WeightedRandomSampler
 
 from data.intensity import hu_to_unit
 from data.splits import parse_key
+from straighten.blocks import load_block
 from utils.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -49,20 +50,9 @@ class Preproc:
 
 def load_block_arrays(root, key: str):
     """(ct HU float32 (SI, AP, LR), target bool mask, Volume of the CT) for one key.
-    Uses ``straighten.blocks.load_block`` when available, else reads the files directly."""
+    Read with ``straighten.blocks.load_block``."""
     root = Path(root)
-    try:
-        from straighten.blocks import load_block
-    except ImportError:
-        load_block = None
-    if load_block is not None:
-        ct, lab = load_block(root, key)
-    else:
-        from data.io import load_ct_and_label
-        ct_path, lab_path = root / "CT" / f"{key}.nii.gz", root / "label" / f"{key}.nii.gz"
-        if not ct_path.is_file():
-            raise UserError("straightened CT block not found", ct_path)
-        ct, lab = load_ct_and_label(str(ct_path), str(lab_path))
+    ct, lab = load_block(root, key)
     if ct is None:
         raise UserError(f"no CT block for {key}", root / "CT")
     target = np.asarray(lab.array) == parse_key(key)[1]

@@ -33,7 +33,8 @@ from Attention.metrics import classification_report
 from data.splits import keys_of, read_vertebra_json
 from utils.device import resolve_device
 from utils.errors import UserError, run_cli
-from utils.fileio import atomic_path, ensure_dir, write_json
+from utils.checkpoint import save_checkpoint
+from utils.fileio import ensure_dir, write_json
 from utils.seed import seed_everything, worker_init_fn
 
 log = logging.getLogger("train_classifier")
@@ -148,11 +149,6 @@ def score(metrics: dict) -> float:
     return v["auc"] if v["auc"] is not None else v["balanced_accuracy"]
 
 
-def save_ckpt(path: Path, ckpt: dict) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(ckpt, str(tmp))
-
-
 def write_env(run: Path) -> None:
     import monai
     import pytorch_grad_cam  # noqa: F401
@@ -198,8 +194,8 @@ def main(argv=None) -> int:
                  m["vertebra"]["auc"], m["vertebra"]["balanced_accuracy"])
         if score(m) > best["score"]:
             best = {"epoch": epoch, "score": score(m), "val": m}
-            save_ckpt(run / "ckpt" / "best.pth", make_checkpoint(net, opt, epoch, step, options, history, best))
-        save_ckpt(run / "ckpt" / "latest.pth", make_checkpoint(net, opt, epoch, step, options, history, best))
+            save_checkpoint(make_checkpoint(net, opt, epoch, step, options, history, best), run / "ckpt" / "best.pth")
+        save_checkpoint(make_checkpoint(net, opt, epoch, step, options, history, best), run / "ckpt" / "latest.pth")
         write_json(run / "metrics.json", {"best_epoch": best["epoch"], "best": best.get("val"),
                                           "history": history})
     tb.close()

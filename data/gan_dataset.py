@@ -34,6 +34,7 @@ from data import band as bd
 from data.augment import apply_augment, draw_augment
 from data.intensity import hu_to_unit
 from data.splits import keys_of, parse_key, read_vertebra_json
+from straighten.blocks import load_block
 from utils.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -82,17 +83,6 @@ def select_keys(vertebra_json: str, phase: str, vert_class: str, max_grade: int)
     return dict(grades)
 
 
-def _read_block(root: Path, key: str):
-    try:
-        from straighten.blocks import load_block  # the straightening owner's reader
-    except ImportError:
-        load_block = None
-    if load_block is not None:
-        return load_block(root, key)
-    from data.io import load_ct, load_label
-    return load_ct(root / "CT" / f"{key}.nii.gz"), load_label(root / "label" / f"{key}.nii.gz")
-
-
 class HealthiVertDataset(Dataset):
     """Map-style dataset: item ``i`` is one slice of vertebra ``keys[i]`` as the GAN batch dict."""
 
@@ -133,7 +123,7 @@ class HealthiVertDataset(Dataset):
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
-        ct, lab = _read_block(self.root, key)
+        ct, lab = load_block(self.root, key)
         if ct is None:
             raise UserError(f"straightened block {key} has no CT", self.root / "CT")
         blk = _Block(hu_to_unit(np.asarray(ct.array, np.float32)).astype(np.float16),

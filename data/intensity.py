@@ -10,10 +10,6 @@ import numpy as np
 HU_WINDOW = (-300.0, 800.0)  # (low, high) HU, the original's window
 
 
-def clip_hu(hu, window=HU_WINDOW):
-    return np.clip(hu, window[0], window[1])
-
-
 def hu_to_unit(hu, window=HU_WINDOW):
     """HU -> [-1, 1] (clipped to the window). Works on NumPy arrays and torch tensors."""
     lo, hi = window

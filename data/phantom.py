@@ -272,13 +272,3 @@ def write_case(case: PhantomCase, root, case_id: str):
     write_centroids(d / f"{case_id}_healthy.json", hc)     # the twin's (caudal levels differ)
     write_json(d / f"{case_id}_truth.json", {**case.truth, "case": case_id})
     return d
-
-
-def __getattr__(name):  # lazy re-exports (avoid import cycles)
-    if name in ("write_cohort", "split_cases"):
-        from data import phantom_cohort
-        return getattr(phantom_cohort, name)
-    if name == "paint_from_mask":
-        from data.phantom_paint import paint_from_mask
-        return paint_from_mask
-    raise AttributeError(name)

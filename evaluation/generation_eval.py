@@ -70,10 +70,11 @@ def slice_metrics(pred_u: np.ndarray, ref_u: np.ndarray, ref_t: np.ndarray, pred
     band[min(x1, pr[0]):max(x2, pr[1])] = True
     strip_p, strip_r = pred_u[x1:x2], ref_u[x1:x2]
     ok_strip = min(strip_p.shape) >= 3
-    return {"psnr_whole": M.psnr(pred_u, ref_u), "ssim_whole": M.ssim(pred_u, ref_u),
+    smap = M.ssim_map(pred_u, ref_u)  # one map for the whole-slice and the band SSIM
+    return {"psnr_whole": M.psnr(pred_u, ref_u), "ssim_whole": M.masked_mean(smap),
             "psnr_strip": M.psnr(strip_p, strip_r),
             "ssim_strip": M.ssim(strip_p, strip_r) if ok_strip else np.nan,
-            "psnr_band": M.psnr(pred_u, ref_u, band), "ssim_band": M.ssim(pred_u, ref_u, band)}
+            "psnr_band": M.psnr(pred_u, ref_u, band), "ssim_band": M.masked_mean(smap, band)}
 
 
 def vertebra_metrics(pred_ct_hu, pred_lab, ref_ct_hu, ref_lab, label: int, spacing) -> dict:

@@ -64,6 +64,27 @@ def _win_size(shape) -> int:
     return win
 
 
+def ssim_map(pred: np.ndarray, target: np.ndarray, data_range: float = 2.0) -> np.ndarray:
+    """The full 2D SSIM map (skimage, 7×7 uniform window, data range fixed) that :func:`ssim`
+    averages; compute it once when several regions of the same pair are scored."""
+    pred, target, _ = _check_pair(pred, target, None)
+    if pred.ndim != 2:
+        raise ValueError(f"ssim expects 2D images, got shape {pred.shape}")
+    _, smap = structural_similarity(pred, target, data_range=data_range, full=True,
+                                    win_size=_win_size(pred.shape))
+    return smap
+
+
+def masked_mean(smap: np.ndarray, mask: Optional[np.ndarray] = None) -> float:
+    """Mean of a metric map, over ``mask`` when given (``nan`` for an empty mask)."""
+    if mask is None:
+        return float(smap.mean())
+    mask = np.asarray(mask, bool)
+    if not mask.any():
+        return float("nan")
+    return float(smap[mask].mean())
+
+
 def ssim(pred: np.ndarray, target: np.ndarray, mask: Optional[np.ndarray] = None,
          data_range: float = 2.0) -> float:
     """Structural similarity (skimage, 7×7 uniform window, data range fixed).
@@ -72,16 +93,8 @@ def ssim(pred: np.ndarray, target: np.ndarray, mask: Optional[np.ndarray] = None
     computed on the whole 2D image and averaged over the masked pixels; an empty mask gives
     ``nan``.
     """
-    pred, target, mask = _check_pair(pred, target, mask)
-    if pred.ndim != 2:
-        raise ValueError(f"ssim expects 2D images, got shape {pred.shape}")
-    _, smap = structural_similarity(pred, target, data_range=data_range, full=True,
-                                    win_size=_win_size(pred.shape))
-    if mask is None:
-        return float(smap.mean())
-    if not mask.any():
-        return float("nan")
-    return float(smap[mask].mean())
+    _, _, mask = _check_pair(pred, target, mask)
+    return masked_mean(ssim_map(pred, target, data_range), mask)
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:

@@ -46,14 +46,17 @@ class ContextualAttention(nn.Module):
         bsz, ch, hh, ww = f.shape
         r, kraw = self.rate, 2 * self.rate
         raw = F.unfold(b, kernel_size=kraw, stride=r, padding=(kraw - r) // 2)  # (B, C*16, L)
+        pad = self.ksize // 2
         fd = F.interpolate(f, scale_factor=1.0 / r, mode="nearest")
-        bd = F.interpolate(b, scale_factor=1.0 / r, mode="nearest")
+        fpatch = F.unfold(fd, self.ksize, padding=pad)  # (B, C*9, Q)
+        if b is f:  # the generator's self-attention: background patches = foreground patches
+            wpatch = fpatch
+        else:
+            bd = F.interpolate(b, scale_factor=1.0 / r, mode="nearest")
+            wpatch = F.unfold(bd, self.ksize, padding=pad)  # (B, C*9, L)
+        wpatch = wpatch / wpatch.norm(dim=1, keepdim=True).clamp_min(1e-4)
         h, w = fd.shape[-2:]
         known = self.known_patches(mask, (h, w))  # (B, L) bool
-        pad = self.ksize // 2
-        wpatch = F.unfold(bd, self.ksize, padding=pad)  # (B, C*9, L)
-        wpatch = wpatch / wpatch.norm(dim=1, keepdim=True).clamp_min(1e-4)
-        fpatch = F.unfold(fd, self.ksize, padding=pad)  # (B, C*9, Q)
         scores = torch.bmm(wpatch.transpose(1, 2), fpatch)  # (B, L, Q)
         scores = scores * known[:, :, None].to(scores.dtype)  # hole patches never score
         if self.fuse:

@@ -3,14 +3,9 @@
 # fracture-rich cohort, then Grad-CAM++ on the val vertebrae. Prints the val AUC (grade >= 2 vs
 # the rest) and the pointing rate (CAM maximum inside the fractured body, mid-sagittal slice).
 #   bash scripts/attention_study.sh [OUT]     (default /tmp/attention_study; ~2 min on 2 cores)
-set -euo pipefail
-OUT=${1:-/tmp/attention_study}
-cd "$(dirname "$0")/.."
-source scripts/setup_env.sh
-export PYTHONUTF8=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
-python scripts/make_phantom.py --output "$OUT/ph" --n_cases 20 --seed 3 --levels T11 L4 \
-  --grade_mix 0.5 0.1 0.2 0.2 --workers 2 --overwrite --no_progress
-python straighten/straighten_mask_3d.py --dataroot "$OUT/ph" --output "$OUT/st" --workers 2 --no_progress
+OUT=$(realpath -m "${1:-/tmp/attention_study}")
+source "$(dirname "$0")/study_prelude.sh"
+cohort "$OUT" --n_cases 20 --seed 3 --levels T11 L4 --grade_mix 0.5 0.1 0.2 0.2
 python Attention/train_classifier.py --dataroot "$OUT/st" --vertebra_json "$OUT/ph/vertebra_data.json" \
   --checkpoints_dir "$OUT/ck" --name cls --dims 2 --arch resnet_tiny --image_size 80 --crop 80 \
   --mask_margin_mm 6 --n_epochs 6 --samples_per_epoch 1600 --fracture_min_grade 2 --overwrite --seed 0 --no_progress

@@ -3,15 +3,10 @@
 # on a 10-case 2 mm cohort, then test.py on the val split with the neighbour baselines (copy,
 # interpolation): band PSNR/SSIM, Dice and height error per method, grade-0 vertebrae.
 #   bash scripts/gan_quality_study.sh [OUT]   (default /tmp/gan_quality_study; ~MINUTES + 2 min)
-set -euo pipefail
-OUT=${1:-/tmp/gan_quality_study}
+OUT=$(realpath -m "${1:-/tmp/gan_quality_study}")
 MINUTES=${MINUTES:-10}
-cd "$(dirname "$0")/.."
-source scripts/setup_env.sh
-export PYTHONUTF8=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
-python scripts/make_phantom.py --output "$OUT/ph" --n_cases 10 --seed 2 --spacing 2 2 2 --levels T11 L4 \
-  --workers 2 --overwrite --no_progress
-python straighten/straighten_mask_3d.py --dataroot "$OUT/ph" --output "$OUT/st" --workers 2 --no_progress
+source "$(dirname "$0")/study_prelude.sh"
+cohort "$OUT" --n_cases 10 --seed 2 --spacing 2 2 2 --levels T11 L4
 python train.py --dataroot "$OUT/st" --vertebra_json "$OUT/ph/vertebra_data.json" --checkpoints_dir "$OUT/ck" \
   --name gan --dataset_mode aligned_sagittal --image_size 128 --batch_size 4 --max_minutes "$MINUTES" \
   --n_epochs 1000 --n_epochs_decay 0 --eval_freq 0 --print_freq 20 --overwrite --seed 0 --no_progress

@@ -3,14 +3,10 @@
 # the healthy twin resampled through each fractured block is the "pseudo-healthy" input. Prints
 # |RHLV - planted loss| per grade/morphology and the SVM (sound + original) vs morphometry.
 #   bash scripts/oracle_study.sh [OUT]        (default /tmp/oracle_study; ~10 min on 2 cores)
-set -euo pipefail
-OUT=${1:-/tmp/oracle_study}
-cd "$(dirname "$0")/.."
-source scripts/setup_env.sh
-export PYTHONUTF8=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-python scripts/make_phantom.py --output "$OUT/ph" --n_cases 40 --seed 11 --levels T11 L4 \
-  --grade_mix 0.55 0.15 0.15 0.15 --workers 2 --overwrite --no_progress
-python straighten/straighten_mask_3d.py --dataroot "$OUT/ph" --output "$OUT/st" --no_ct --workers 2 --no_progress
+OUT=$(realpath -m "${1:-/tmp/oracle_study}")
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+source "$(dirname "$0")/study_prelude.sh"
+STRAIGHTEN_FLAGS=--no_ct cohort "$OUT" --n_cases 40 --seed 11 --levels T11 L4 --grade_mix 0.55 0.15 0.15 0.15
 python evaluation/oracle.py --dataroot "$OUT/ph" --straight_root "$OUT/st" --output_root "$OUT/twin" --no_progress
 python evaluation/RHLV_quantification.py --label_dir "$OUT/st/label" --fake_dir "$OUT/twin/label" \
   --vertebra_json "$OUT/ph/vertebra_data.json" --output "$OUT/rhlv_oracle.csv" --coronal --no_progress

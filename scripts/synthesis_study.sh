@@ -5,15 +5,10 @@
 # neighbour interpolation / copy baselines and the fractured body itself.
 #   bash scripts/synthesis_study.sh [OUT]     (default /tmp/synthesis_study; ~MINUTES + 5 min on 2 cores)
 #   MINUTES=30 bash scripts/synthesis_study.sh /tmp/study30
-set -euo pipefail
-OUT=${1:-/tmp/synthesis_study}
+OUT=$(realpath -m "${1:-/tmp/synthesis_study}")
 MINUTES=${MINUTES:-10}
-cd "$(dirname "$0")/.."
-source scripts/setup_env.sh
-export PYTHONUTF8=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
-python scripts/make_phantom.py --output "$OUT/ph" --n_cases 12 --seed 5 --levels T11 L4 \
-  --grade_mix 0.5 0.15 0.2 0.15 --workers 2 --overwrite --no_progress
-python straighten/straighten_mask_3d.py --dataroot "$OUT/ph" --output "$OUT/st" --workers 2 --no_progress
+source "$(dirname "$0")/study_prelude.sh"
+cohort "$OUT" --n_cases 12 --seed 5 --levels T11 L4 --grade_mix 0.5 0.15 0.2 0.15
 python train.py --dataroot "$OUT/st" --vertebra_json "$OUT/ph/vertebra_data.json" --checkpoints_dir "$OUT/ck" \
   --name gan --dataset_mode aligned_sagittal --image_size 128 --batch_size 4 --max_minutes "$MINUTES" \
   --n_epochs 1000 --n_epochs_decay 0 --eval_freq 0 --print_freq 20 --overwrite --seed 0 --no_progress

@@ -10,23 +10,10 @@ any orientation and spacing of the input works. CT is sampled linearly (order 1)
 """
 from __future__ import annotations
 
-from typing import Sequence
-
 import numpy as np
 from scipy import ndimage
 
 from data.volume import Volume
-
-
-def plane_world_points(p_mm: np.ndarray, e1: np.ndarray, e2: np.ndarray, n_ap: int, n_lr: int,
-                       spacing_ap_lr: Sequence[float], centre_ap: float,
-                       centre_lr: float) -> np.ndarray:
-    """World points (R, n_ap, n_lr, 3) of the cross-sections of rows with curve points ``p_mm``
-    (R, 3) and in-plane unit axes ``e1`` (posterior) and ``e2`` (right), each (R, 3)."""
-    a = (np.arange(n_ap) - centre_ap) * spacing_ap_lr[0]
-    c = (np.arange(n_lr) - centre_lr) * spacing_ap_lr[1]
-    return (p_mm[:, None, None, :] + a[None, :, None, None] * e1[:, None, None, :]
-            + c[None, None, :, None] * e2[:, None, None, :])
 
 
 def rows_touching_volume(vol: Volume, p_mm: np.ndarray, radius_mm: float) -> np.ndarray:

@@ -214,15 +214,14 @@ class Scheduler:
                     active.append(t)
             if not active:
                 return
-            rows = active[0].band_rows
-            chosen = [t for t in active if t.band_rows == rows][:self.batch_size]
             t0 = time.perf_counter()
-            self.step(chosen)
-            share = (time.perf_counter() - t0) / len(chosen)
-            for t in chosen:
+            self.step(active)  # every task shares synthesize_view's band rows
+            share = (time.perf_counter() - t0) / len(active)
+            nxt = [t.next_label() for t in active]
+            for t in active:
                 t.seconds += share
-            done = [t for t in active if t.next_label() is None]
-            active = [t for t in active if t.next_label() is not None]
+            done = [t for t, lab in zip(active, nxt) if lab is None]
+            active = [t for t, lab in zip(active, nxt) if lab is not None]
             if done:
                 yield done
 

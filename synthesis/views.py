@@ -117,10 +117,6 @@ class SliceGrid:
         r, c = self.pixel_mm
         return r * c
 
-    @property
-    def n_slices(self) -> int:
-        return int(self.block_shape[self.axis])
-
     def slices_with(self, mask3d: np.ndarray) -> np.ndarray:
         """Indices (ascending) of the slices in which ``mask3d`` has any voxel."""
         other = tuple(a for a in range(3) if a != self.axis)

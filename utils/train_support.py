@@ -90,10 +90,6 @@ def data_config(opts, phase: str, random_slices: bool, vert_class: Optional[str]
         aug_shift_px=d.aug_shift_px if random_slices else 0)
 
 
-def dataset_band_rows(ds: HealthiVertDataset) -> int:
-    return ds.slice_geometry()[0]
-
-
 def visual_grids(vis: Dict[str, torch.Tensor], prefix: str, n: int = 4) -> Dict[str, torch.Tensor]:
     """(3, H', W') grids in [0, 1]: one row per sample, one column per panel."""
     from torchvision.utils import make_grid
