@@ -60,16 +60,21 @@ def find_cases(dataroot, mask_suffix: Optional[str] = None, ct_suffix: str = "",
     return [found[c] for c in sorted(found)]
 
 
-def _json(folder: Path, case: str, mask_suffix: str = "_msk") -> Optional[Path]:
+def centroid_path(folder: Path, case: str, mask_suffix: str = "_msk") -> Path:
     """Centroid file belonging to the mask ``<case><mask_suffix>``: ``<case>.json`` for ``_msk`` /
     ``_seg``; ``<case>_healthy.json`` for ``_healthy_msk`` (a phantom's healthy twin, whose
-    vertebrae below a fracture sit elsewhere). None (computed from the mask) when absent."""
+    vertebrae below a fracture sit elsewhere)."""
     stem = mask_suffix
     for tail in ("_msk", "_seg"):
         if stem.endswith(tail):
             stem = stem[: -len(tail)]
             break
-    p = folder / f"{case}{stem}.json"
+    return Path(folder) / f"{case}{stem}.json"
+
+
+def _json(folder: Path, case: str, mask_suffix: str = "_msk") -> Optional[Path]:
+    """:func:`centroid_path` when that file exists; None (computed from the mask) otherwise."""
+    p = centroid_path(folder, case, mask_suffix)
     return p if p.is_file() else None
 
 

@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from data.centroids import centroids_from_mask, write_centroids  # noqa: E402
 from data.io import check_same_grid, load_label, load_volume  # noqa: E402
 from data.volume import Volume  # noqa: E402
+from straighten.cases import centroid_path  # noqa: E402
 from straighten.centerline import order_labels  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 
@@ -117,7 +118,8 @@ def main(argv=None):
         files = _mask_files(Path(args.dataroot), args.mask_suffix)
         if not files:
             raise UserError(f"no *{args.mask_suffix}.nii.gz masks found", args.dataroot)
-        jobs = [(p, p.with_name(p.name[:-len(args.mask_suffix) - 7] + ".json")) for p in files]
+        jobs = [(p, centroid_path(p.parent, p.name[:-len(args.mask_suffix) - 7], args.mask_suffix))
+                for p in files]
     todo, failed = 0, 0
     for mask_p, out_p in jobs:
         if out_p.exists() and not args.overwrite and args.dataroot:

@@ -73,3 +73,22 @@ def test_cli_original_mode_label_only(cohort, tmp_path):
                  "--no_ct", "--no_progress"]) == 0
     ct, lab = load_block(out, "c1_21")
     assert ct is None and lab.shape == (256, 256, 64)
+
+
+def test_location_json_twin_masks_write_the_twin_file(cohort, tmp_path):
+    """--mask_suffix _healthy_msk writes <case>_healthy.json (the file straightening reads for the
+    twin) and leaves the fractured case's <case>.json alone."""
+    import shutil
+    from data.centroids import read_centroids
+    from straighten.location_json import main as location_main
+    root = tmp_path / "raw" / "c1"
+    shutil.copytree(cohort / "raw" / "c1", root)
+    planted = read_centroids(root / "c1_healthy.json")
+    (root / "c1_healthy.json").unlink()
+    before = (root / "c1.json").read_bytes()
+    assert location_main(["--dataroot", str(tmp_path), "--mask_suffix", "_healthy_msk"]) == 0
+    assert (root / "c1.json").read_bytes() == before
+    twin = read_centroids(root / "c1_healthy.json")
+    assert set(twin) == set(planted) == {20, 21, 22}
+    for lab in twin:
+        assert np.linalg.norm(np.subtract(twin[lab], planted[lab])) < 1.0, lab
