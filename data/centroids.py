@@ -79,8 +79,17 @@ def write_centroids(path, centroids: Centroids) -> None:
 
 
 def centroids_from_mask(mask: np.ndarray, labels=None) -> Centroids:
-    """Mean voxel index of each label (all non-zero labels if ``labels`` is None)."""
+    """Mean voxel index of each label (all non-zero labels if ``labels`` is None); labels
+    absent from the mask are left out. Each label is averaged inside its bounding box."""
     from scipy import ndimage
-    labs = [int(x) for x in np.unique(mask) if x != 0] if labels is None else list(labels)
-    com = ndimage.center_of_mass(np.ones(mask.shape, np.float32), mask, labs)
-    return {l: np.asarray(c, dtype=np.float64) for l, c in zip(labs, com) if np.all(np.isfinite(c))}
+    mask = np.asarray(mask)
+    labs = [int(x) for x in np.unique(mask) if x != 0] if labels is None else [int(x) for x in labels]
+    boxes = ndimage.find_objects(mask) if mask.size else []
+    out = {}
+    for lab in labs:
+        if lab <= 0 or lab > len(boxes) or boxes[lab - 1] is None:
+            continue
+        sl = boxes[lab - 1]
+        idx = np.argwhere(mask[sl] == lab)
+        out[lab] = idx.mean(axis=0) + np.array([s.start for s in sl], dtype=np.float64)
+    return out

@@ -134,3 +134,23 @@ def block_complete(root, key: str, with_ct: bool) -> bool:
     """True when all outputs of ``key`` exist (for ``--skip_existing``)."""
     ct_p, lab_p, geo_p = block_paths(root, key)
     return lab_p.is_file() and geo_p.is_file() and (ct_p.is_file() or not with_ct)
+
+
+def load_completeness(root, key: str):
+    """``(Completeness, {label: reason} of the case's incomplete vertebrae)`` stored with block
+    ``key`` by straightening; a block without that record (older outputs) counts as complete."""
+    from straighten.completeness import Completeness
+    geo_p = block_paths(root, key)[2]
+    if not geo_p.is_file():
+        return Completeness(), {}
+    try:
+        z = np.load(geo_p, allow_pickle=False)
+        if "extra_status" not in z.files:
+            return Completeness(), {}
+        flag = Completeness(str(z["extra_status"]), str(z["extra_reason"]))
+        labels = [int(x) for x in np.atleast_1d(z["extra_incomplete_labels"])]
+        reasons = [str(x) for x in np.atleast_1d(z["extra_incomplete_reasons"])]
+        labels = dict(zip(labels, reasons + [""] * (len(labels) - len(reasons))))
+    except (KeyError, ValueError, OSError) as exc:
+        raise UserError(f"not a block geometry file ({exc})", geo_p) from None
+    return flag, labels

@@ -5,7 +5,10 @@ For each case under ``--dataroot`` (``raw/<case>/<case>.nii.gz`` CT (optional),
 vertebra listed in ``--vertebra_json`` (all if not given), writes under ``--output``:
 ``CT/<key>.nii.gz`` (HU float32; only when the case has a CT), ``label/<key>.nii.gz`` (uint8
 VerSe ids, de-pedicled), ``geometry/<key>.npz`` (exact block -> patient map, see
-``straighten/inverse.py`` and ``straighten/paint_back.py``) and ``summary.csv``.
+``straighten/inverse.py`` and ``straighten/paint_back.py``, plus the vertebra's completeness flag)
+and ``summary.csv`` (one row per vertebra: status, ``complete`` 1/0 and the reason when a
+vertebra is cut by the scan's field of view or otherwise incomplete, see
+``straighten/completeness.py``; such vertebrae are never graded nor used as height references).
 
 Default mode (corrected): physical grid (``--spacing`` mm), smooth spline through the
 vertebral-body centroids, rotation-minimising frames from the anatomical anterior direction, the
@@ -31,16 +34,19 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from data.splits import parse_key, read_vertebra_json  # noqa: E402
 from straighten.blocks import block_complete, save_block  # noqa: E402
 from straighten.cases import find_cases, load_case  # noqa: E402
+from straighten.completeness import Completeness, case_completeness  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 from utils.fileio import ensure_dir, write_text  # noqa: E402
 
 log = logging.getLogger("straighten")
-FIELDS = ("case", "key", "label", "status", "message", "seconds")
+FIELDS = ("case", "key", "label", "status", "message", "complete", "reason", "seconds")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,21 +102,36 @@ def process_case(job) -> list:
         missing = [t for t in targets if t not in cents]
         todo = [t for t in targets if t in cents and not (
             opts["skip_existing"] and block_complete(opts["output"], f"{files.case}_{t}", ct is not None))]
+        flags = case_completeness(lab, cents, sub, ct)
+        incomplete = sorted(l for l, c in flags.items() if not c.complete)
         blocks = _straighten(lab, ct, cents, sub, todo, opts) if todo else []
         for b in blocks:
             key = f"{files.case}_{b.label}"
+            flag = flags.get(b.label, Completeness())
+            b.geometry.extra.update(complete=flag.complete, status=flag.status, reason=flag.reason,
+                                    incomplete_labels=np.asarray(incomplete, int),
+                                    incomplete_reasons=np.asarray([flags[l].reason for l in incomplete]
+                                                                  or [""], str)[:len(incomplete)])
             save_block(opts["output"], key, b.geometry, b.label_array, b.ct_array,
                        affine=lab.affine if opts["mode"] == "original" else None)
-            rows.append([files.case, key, b.label, "ok", "" if ct is not None else "label only"])
+            rows.append([files.case, key, b.label, "ok", "" if ct is not None else "label only",
+                         int(flag.complete), flag.reason])
         done = {b.label for b in blocks}
         for t in targets:
             if t in missing:
-                rows.append([files.case, f"{files.case}_{t}", t, "missing", "no centroid/label"])
+                rows.append([files.case, f"{files.case}_{t}", t, "missing", "no centroid/label",
+                             "", ""])
             elif t not in done:
-                rows.append([files.case, f"{files.case}_{t}", t, "skipped", "exists"])
+                flag = flags.get(t, Completeness())
+                rows.append([files.case, f"{files.case}_{t}", t, "skipped", "exists",
+                             int(flag.complete), flag.reason])
+        for t in sorted(set(flags) - set(targets)):
+            if wanted is None:  # a vertebra of the mask that gets no block: say why
+                rows.append([files.case, f"{files.case}_{t}", t, "no block", "no centroid",
+                             int(flags[t].complete), flags[t].reason])
     except Exception as exc:  # report and continue with the other cases
         msg = " ".join(str(exc).split())[:300] or type(exc).__name__
-        rows = [[files.case, "", "", "failed", f"{type(exc).__name__}: {msg}"]]
+        rows = [[files.case, "", "", "failed", f"{type(exc).__name__}: {msg}", "", ""]]
     dt = round(time.time() - t0, 3)
     return [dict(zip(FIELDS, r + [dt])) for r in rows]
 

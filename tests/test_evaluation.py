@@ -104,7 +104,7 @@ def test_rhlv_cli_and_morphometry_cli(tmp_path):
                              "--no_progress"]) == 0
     m = pd.read_csv(mo).set_index("key")
     assert m.loc["case1_20", "morph_type"] == "wedge" and m.loc["case1_20", "morph_grade"] == 2
-    assert m.loc["case1_20", "n_neighbours"] == 2 and m.loc["case1_19", "morph_grade"] == 0
+    assert m.loc["case1_20", "n_references"] == 2 and m.loc["case1_19", "morph_grade"] == 0
 
 
 def test_rhlv_cli_user_errors(tmp_path, capsys):
