@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import gzip
+import logging
 import zlib
 from pathlib import Path
 from typing import Optional
@@ -19,6 +20,8 @@ import numpy as np
 from data.volume import Volume, to_nifti
 from utils.errors import UserError
 from utils.fileio import atomic_path
+
+log = logging.getLogger(__name__)
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 ITK_SUFFIXES = (".mha", ".mhd", ".nrrd", ".nhdr")
@@ -97,14 +100,43 @@ def load_volume(path) -> Volume:
     return vol
 
 
-def load_ct(path) -> Volume:
-    """CT in HU as float32; NaN/inf voxels are an error."""
+def load_ct(path, allow_nonfinite: bool = False) -> Volume:
+    """CT in HU as float32; NaN/inf voxels are an error unless ``allow_nonfinite`` (then
+    :func:`replace_nonfinite` decides with the label map)."""
     vol = load_volume(path)
     arr = np.asarray(vol.array, dtype=np.float32)
-    if not np.all(np.isfinite(arr)):
+    if not allow_nonfinite and not np.all(np.isfinite(arr)):
         n = int((~np.isfinite(arr)).sum())
         raise UserError(f"{n} voxels are NaN or inf", path)
     return Volume(arr, vol.affine, vol.path)
+
+
+AIR_HU = -1024.0
+
+
+def replace_nonfinite(ct: Volume, label: Volume, margin_mm: float = 5.0) -> Volume:
+    """NaN / inf voxels of ``ct`` outside the spine (farther than ``margin_mm`` from any labelled
+    voxel) become air (-1024 HU) with a warning; any inside the spine is an error."""
+    bad = ~np.isfinite(ct.array)
+    if not bad.any():
+        return ct
+    from scipy import ndimage
+    lab = np.asarray(label.array) > 0
+    if lab.any():
+        steps = np.maximum(1, np.ceil(margin_mm / np.asarray(ct.spacing, float))).astype(int)
+        box = ndimage.find_objects(lab.astype(np.uint8))[0]
+        box = tuple(slice(max(0, s.start - k), s.stop + k) for s, k in zip(box, steps))
+        near = ndimage.binary_dilation(lab[box], np.ones(tuple(2 * steps + 1), bool))
+        n_in = int((bad[box] & near).sum())
+        if n_in:
+            raise UserError(f"{n_in} NaN or inf voxels lie inside the spine (within "
+                            f"{margin_mm:g} mm of a vertebra label)", ct.path)
+    n = int(bad.sum())
+    log.warning("%s: %d NaN or inf voxels outside the spine replaced with air (%g HU)",
+                ct.path, n, AIR_HU)
+    arr = ct.array.copy()
+    arr[bad] = AIR_HU
+    return Volume(arr, ct.affine, ct.path)
 
 
 def load_label(path, allow_empty: bool = False) -> Volume:
@@ -137,9 +169,9 @@ def load_ct_and_label(ct_path: Optional[str], label_path) -> tuple:
     lab = load_label(label_path)
     if ct_path is None:
         return None, lab
-    ct = load_ct(ct_path)
+    ct = load_ct(ct_path, allow_nonfinite=True)
     check_same_grid(ct, lab)
-    return ct, lab
+    return replace_nonfinite(ct, lab), lab
 
 
 def save_nifti(vol: Volume, path, dtype=None) -> Path:

@@ -190,6 +190,8 @@ def morphometry_row(key: str, spine: CaseSpine, reference: str = "robust",
     row.update({f"H_exp_{t}_mm": float(exp[i]) if exp is not None else np.nan
                 for i, t in enumerate(THIRDS)})
     row["n_references"] = n_ref
+    row["reference_labels"] = " ".join(str(l) for l in sorted(
+        near if reference == "neighbours" else refs))
     row.update(grade_vertebra(h, exp))
     return row
 

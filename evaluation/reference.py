@@ -11,10 +11,13 @@ reference survives any run:
    spine, so T13 / L6 spines count right) by a line whose slope is pulled towards the normal
    level-to-level height ratio ``prior_slope`` (ridge weight ``slope_weight``): with candidates on
    both sides the patient's own trend decides, at the ends of the spine the prior does.
-3. **Robust**: candidates more than ``tol`` (15 %) below the fitted line are excluded and the line
-   is refitted, until nothing changes; a crushed neighbour (its own ratios look healthy) drops
-   out this way. If fewer than ``min_candidates`` remain, the window grows (up to the whole
-   spine).
+3. **Robust**: fractures only shorten a body, so the fit starts from the candidates within
+   ``tol`` (15 %) of the tallest one (after the normal level-to-level trend) and is refitted with
+   every candidate within ``tol`` of the line, until nothing changes: a crushed neighbour (its
+   own ratios look healthy) drops out, however many there are, as long as one healthy vertebra
+   is in the window. If fewer than ``min_candidates`` remain, the window grows (up to the whole
+   spine). A body segmented far too tall would lift the reference; the CSV lists the labels
+   offered as references (``reference_labels``) so such a case can be traced.
 
 ``prior_slope`` is the normal increase of log body height per level down the spine. Default
 0.04 per level: the log-slopes of the complete vertebrae T1-L2 of the chest CT in
@@ -37,7 +40,7 @@ HEALTHY_OWN_LOSS = 0.20
 
 @dataclass(frozen=True)
 class ReferenceRule:
-    window: int = 3
+    window: int = 4
     tol: float = 0.15
     prior_slope: float = DEFAULT_PRIOR_SLOPE
     slope_weight: float = 10.0
@@ -65,16 +68,18 @@ def _fit_line(x: np.ndarray, y: np.ndarray, x0: float, rule: ReferenceRule) -> t
 
 
 def _robust_at(x: np.ndarray, y: np.ndarray, x0: float, rule: ReferenceRule) -> Optional[float]:
-    """Fitted log-height at ``x0`` after iterative exclusion; None if too few points remain."""
-    keep = np.isfinite(y)
+    """Fitted log-height at ``x0`` from the candidates that are not markedly shorter than the
+    tallest (after the prior level-to-level trend); None if too few points remain."""
+    ok = np.isfinite(y)
+    c = np.where(ok, y - rule.prior_slope * (x - x0), -np.inf)
     cut = np.log(1.0 - rule.tol)
+    keep = ok & (c >= c.max() + cut)
     for _ in range(len(x) + 1):
         if keep.sum() < rule.min_candidates:
             return None
         a, b = _fit_line(x[keep], y[keep], x0, rule)
-        resid = y - (a + b * (x - x0))
-        new = keep & (resid >= cut)
-        if new.sum() == keep.sum():
+        new = ok & (y - (a + b * (x - x0)) >= cut)
+        if np.array_equal(new, keep):
             return a
         keep = new
     return a

@@ -15,7 +15,7 @@ from typing import List, Optional
 import numpy as np
 
 from data.centroids import read_centroids
-from data.io import check_same_grid, load_ct, load_label, load_volume
+from data.io import check_same_grid, load_ct, load_label, load_volume, replace_nonfinite
 from utils.errors import UserError
 
 DEFAULT_MASK_SUFFIXES = ("_msk", "_seg")
@@ -98,8 +98,9 @@ def load_case(files: CaseFiles, label_scheme: str = "verse", use_ct: bool = True
             raise UserError("no TotalSegmentator vertebra labels (27-50) in the mask", files.mask)
     ct = None
     if use_ct and files.ct is not None:
-        ct = load_ct(files.ct)
+        ct = load_ct(files.ct, allow_nonfinite=True)
         check_same_grid(lab, ct)
+        ct = replace_nonfinite(ct, lab)
     sub = None
     if files.subreg is not None:
         sub = load_volume(files.subreg)

@@ -1,0 +1,142 @@
+#!/usr/bin/env python
+"""Field-of-view crops through the end vertebrae: are cut vertebrae flagged and never graded?
+
+For each orientation, writes a phantom cohort, then a copy of every case whose label map is cut
+along the scan's long axis through the first and the last vertebra (``--cut`` of each end
+vertebra's extent removed), straightens both (labels only) and grades both with
+``evaluation/morphometry.py``. Prints, per orientation: vertebrae cut, cut ones flagged,
+incomplete ones graded (must be 0), incomplete ones offered as a height reference (must be 0),
+and the grade agreement of the complete vertebrae between the cropped and the uncropped scan.
+
+    python scripts/completeness_study.py --output /tmp/completeness_study
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from data.io import load_label, save_nifti  # noqa: E402
+from data.volume import Volume  # noqa: E402
+from utils.errors import run_cli  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def long_axis(vol: Volume) -> int:
+    """Array axis closest to the world SI axis."""
+    return int(np.argmax(np.abs(vol.affine[2, :3]) / vol.spacing))
+
+
+def crop_ends(vol: Volume, cut: float) -> tuple:
+    """(cropped Volume, (cranial label, caudal label)): the array is cut along its long axis so
+    that ``cut`` of the extent of the first and of the last vertebra label is removed."""
+    ax = long_axis(vol)
+    arr = vol.array
+    labs = sorted(int(x) for x in np.unique(arr) if x)
+    ext = {}
+    for lab in (labs[0], labs[-1]):
+        idx = np.flatnonzero(np.moveaxis(arr == lab, ax, 0).any(axis=(1, 2)))
+        ext[lab] = (idx[0], idx[-1])
+    # which end of the axis is cranial: world z grows with the index when affine[2, ax] > 0
+    up = vol.affine[2, ax] > 0
+    top, bottom = (labs[0], labs[-1])          # VerSe ids grow caudally
+    t0, t1 = ext[top]
+    b0, b1 = ext[bottom]
+    if up:   # cranial = high index
+        hi = int(t1 - cut * (t1 - t0))
+        lo = int(b0 + cut * (b1 - b0))
+    else:
+        lo = int(t0 + cut * (t1 - t0))
+        hi = int(b1 - cut * (b1 - b0))
+    sl = [slice(None)] * 3
+    sl[ax] = slice(lo, hi + 1)
+    shift = np.eye(4)
+    shift[ax, 3] = lo
+    return Volume(np.ascontiguousarray(arr[tuple(sl)]), vol.affine @ shift), (top, bottom)
+
+
+def run(cmd) -> None:
+    subprocess.run([sys.executable] + [str(c) for c in cmd], check=True, cwd=ROOT,
+                   stdout=subprocess.DEVNULL)
+
+
+def grade_tree(raw: Path, out: Path):
+    import pandas as pd
+    run(["straighten/straighten_mask_3d.py", "--dataroot", raw, "--output", out / "st", "--no_ct",
+         "--no_progress"])
+    run(["evaluation/morphometry.py", "--label_dir", out / "st" / "label", "--output",
+         out / "morph.csv", "--no_progress"])
+    return pd.read_csv(out / "morph.csv").set_index("key")
+
+
+def study_orientation(out: Path, orientation: str, n_cases: int, seed: int, cut: float) -> dict:
+    from data.phantom import level_range
+    from data.phantom_cohort import write_cohort
+    ph = out / "phantom"
+    write_cohort(ph, n_cases, seed, levels=level_range("T11", "L4"), orientation=orientation,
+                 grade_mix=(0.6, 0.1, 0.15, 0.15), progress=False, overwrite=True)
+    cut_labels = {}
+    for case_dir in sorted((ph / "raw").iterdir()):
+        case = case_dir.name
+        mask = load_label(case_dir / f"{case}_msk.nii.gz")
+        for name, vol in (("full", mask), ("crop", None)):
+            d = out / name / "raw" / case
+            d.mkdir(parents=True, exist_ok=True)
+            if vol is None:
+                vol, cut_labels[case] = crop_ends(mask, cut)
+            save_nifti(vol, d / f"{case}_msk.nii.gz")
+    full = grade_tree(out / "full", out / "full")
+    crop = grade_tree(out / "crop", out / "crop")
+    cut_keys = {f"{c}_{l}" for c, ls in cut_labels.items() for l in ls}
+    inc = crop[crop["complete"] == 0]
+    graded_inc = int(inc["morph_grade"].notna().sum())
+    inc_labels = {(c, int(l)) for c, l in zip(inc["case"], inc["label"])}
+    used = 0
+    for _, r in crop[crop["complete"] == 1].iterrows():
+        refs = str(r.get("reference_labels", "") or "").split()
+        used += sum((r["case"], int(x)) in inc_labels for x in refs if x.isdigit())
+    comp = crop[crop["complete"] == 1]
+    same = [int(full.loc[k, "morph_grade"]) == int(comp.loc[k, "morph_grade"]) for k in comp.index
+            if k in full.index and not np.isnan(full.loc[k, "morph_grade"])]
+    return {"orientation": orientation, "vertebrae_cut": len(cut_keys),
+            "cut_flagged": int(sum(k in inc.index for k in cut_keys)),
+            "flagged_not_cut": int(sum(k not in cut_keys for k in inc.index)),
+            "incomplete_graded": graded_inc, "incomplete_used_as_reference": used,
+            "complete_vertebrae": len(same), "same_grade_as_uncropped": int(sum(same)),
+            "uncropped_flagged": int((full["complete"] == 0).sum())}
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--output", required=True, help="work folder (its subfolders are overwritten)")
+    p.add_argument("--orientations", nargs="+", default=["RAS", "LPS", "PIR", "IPL"])
+    p.add_argument("--n_cases", type=int, default=4, help="cases per orientation")
+    p.add_argument("--seed", type=int, default=21)
+    p.add_argument("--cut", type=float, default=0.4,
+                   help="fraction of each end vertebra's extent removed by the crop")
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    out = Path(args.output)
+    rows = [study_orientation(out / o, o, args.n_cases, args.seed + i, args.cut)
+            for i, o in enumerate(args.orientations)]
+    keys = list(rows[0])
+    print("| " + " | ".join(keys) + " |")
+    print("|" + "---|" * len(keys))
+    for r in rows:
+        print("| " + " | ".join(str(r[k]) for k in keys) + " |")
+    (out / "completeness_study.json").write_text(json.dumps(rows, indent=1), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
