@@ -31,9 +31,20 @@ SAG_FEATURES = ("RHLV_a", "RHLV_m", "RHLV_p")
 COR_FEATURES = ("RHLV_a_cor", "RHLV_m_cor", "RHLV_p_cor")
 
 
-def feature_names(fusion: bool = False) -> List[str]:
-    """The 3 sagittal RHLVs, plus the 3 coronal ones with ``fusion``."""
-    return list(SAG_FEATURES) + (list(COR_FEATURES) if fusion else [])
+# morphometric ratios of evaluation/morphometry.py: own wedge / biconcave losses and the losses
+# of the three thirds against the expected healthy heights (robust reference)
+MORPH_FEATURES = ("wedge", "biconcave", "a_vs_exp", "m_vs_exp", "crush")
+FEATURE_SETS = ("rhlv", "morph", "both")
+
+
+def feature_names(fusion: bool = False, kind: str = "rhlv") -> List[str]:
+    """``rhlv``: the 3 sagittal RHLVs, plus the 3 coronal ones with ``fusion`` (the paper);
+    ``morph``: the morphometric ratios; ``both``: the two together."""
+    rhlv = list(SAG_FEATURES) + (list(COR_FEATURES) if fusion else [])
+    if kind not in FEATURE_SETS:
+        raise ValueError(f"feature set must be one of {FEATURE_SETS}")
+    return {"rhlv": rhlv, "morph": list(MORPH_FEATURES),
+            "both": rhlv + list(MORPH_FEATURES)}[kind]
 
 
 def make_svm(C: float = 1.0, kind: str = "svc_linear", seed: int = 0) -> Pipeline:

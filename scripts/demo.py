@@ -89,8 +89,9 @@ def stage_commands(out: Path, quick: bool, no_progress: bool) -> list:
                                      "--dataroot", str(cohort), "--output", str(res / "oracle_errors.csv")]),
         ("morphometry baseline", [PY, "evaluation/morphometry.py", "--label_dir", str(blocks / "label"),
                                   "--vertebra_json", str(vj), "--output", str(res / "morphometry.csv")] + npf),
-        ("SVM grading (GAN, sound)", [PY, "evaluation/SVM_grading.py", "--rhlv_csv", str(res / "rhlv_gan.csv"),
-                                      "--output_dir", str(res / "grading_gan")] + (["--fusion"] if coronal else []) + svm),
+        ("SVM grading (GAN RHLV / morphometry / both, sound)", [PY, "evaluation/SVM_grading.py", "--rhlv_csv", str(res / "rhlv_gan.csv"),
+                                      "--output_dir", str(res / "grading_gan"), "--features", "rhlv", "morph", "both"]
+                                     + (["--fusion"] if coronal else []) + svm),
         ("SVM grading (oracle, sound)", [PY, "evaluation/SVM_grading.py", "--rhlv_csv", str(res / "rhlv_oracle.csv"),
                                          "--output_dir", str(res / "grading_oracle")] + svm),
         ("generation metrics", [PY, "evaluation/generation_eval.py", "--dataroot", str(blocks), "--results_dir", str(syn),

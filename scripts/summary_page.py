@@ -32,23 +32,35 @@ def _table(df: pd.DataFrame, floatfmt: str = "{:.3g}") -> str:
     return df.to_html(index=False, float_format=lambda v: floatfmt.format(v), border=0)
 
 
+GRADING_RUNS = (("SVM on GAN RHLV (the paper)", "grading_gan", "svm_sound.json"),
+                ("SVM on morphometric ratios", "grading_gan", "svm_sound_morph.json"),
+                ("SVM on GAN RHLV + morphometric ratios", "grading_gan", "svm_sound_both.json"),
+                ("SVM on oracle RHLV: healthy twin", "grading_oracle", "svm_sound.json"))
+
+
+def _f1_ci(m: dict):
+    ci = m.get("ci95", {}).get("macro_f1")
+    return f"[{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""
+
+
 def _grading_rows(res: Path) -> pd.DataFrame:
     rows = []
-    for name, folder in (("GAN pseudo-healthy", "grading_gan"),
-                         ("oracle: healthy twin (3 features)", "grading_oracle")):
-        f = res / folder / "svm_sound.json"
+    for name, folder, fname in GRADING_RUNS:
+        f = res / folder / fname
         if not f.is_file():
             continue
         d = json.loads(f.read_text(encoding="utf-8"))
         ho, cv = d.get("val", {}), d.get("cv", {})
-        rows.append({"features from": name, "CV macro-F1": cv.get("macro_f1"), "CV sd": cv.get("macro_f1_sd"),
+        rows.append({"grading": name, "CV macro-F1": cv.get("macro_f1"), "CV sd": cv.get("macro_f1_sd"),
                      "held-out macro-P": ho.get("macro_precision"), "held-out macro-R": ho.get("macro_recall"),
-                     "held-out macro-F1": ho.get("macro_f1"), "accuracy": ho.get("accuracy")})
+                     "held-out macro-F1": ho.get("macro_f1"), "macro-F1 95% CI": _f1_ci(ho),
+                     "accuracy": ho.get("accuracy"), "n": ho.get("n")})
         m = d.get("morphometry_val", {})
-        if m and not any(r["features from"].startswith("morphometry") for r in rows):
-            rows.append({"features from": "morphometry baseline (no synthesis)", "held-out macro-P": m.get("macro_precision"),
-                         "held-out macro-R": m.get("macro_recall"), "held-out macro-F1": m.get("macro_f1"),
-                         "accuracy": m.get("accuracy")})
+        if m and not any(r["grading"].startswith("Genant rule") for r in rows):
+            rows.append({"grading": "Genant rule on morphometry (no SVM, no synthesis)",
+                         "held-out macro-P": m.get("macro_precision"), "held-out macro-R": m.get("macro_recall"),
+                         "held-out macro-F1": m.get("macro_f1"), "macro-F1 95% CI": _f1_ci(m),
+                         "accuracy": m.get("accuracy"), "n": m.get("n")})
     return pd.DataFrame(rows)
 
 

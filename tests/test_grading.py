@@ -145,3 +145,33 @@ def test_svm_cli_clear_error_when_fractures_sit_in_one_patient(tmp_path):
     assert r.stderr.strip().splitlines()[-1].startswith("error:") and "single grade" in r.stderr
     assert "Traceback" not in r.stderr
     assert not (tmp_path / "out" / "svm_sound.json").exists()
+
+
+def test_feature_sets_scored_on_the_same_rows_and_incomplete_never_graded(tmp_path, capsys):
+    """--features rhlv morph both: RHLV noise-only, morphometric ratios informative; each set on
+    the same rows; a vertebra flagged incomplete is dropped before scoring."""
+    from evaluation import SVM_grading
+    df = synthetic_table(noise=0.01, seed=4)
+    rng = np.random.default_rng(4)
+    morph = df[["key"]].copy()
+    for c in G.MORPH_FEATURES:
+        morph[c] = df[["RHLV_a", "RHLV_m", "RHLV_p"]].max(axis=1) if c == "crush" else rng.normal(0, 0.02, len(df))
+    morph["morph_grade"] = df["grade"]
+    morph["complete"] = 1
+    df[["RHLV_a", "RHLV_m", "RHLV_p"]] = rng.normal(0, 0.05, (len(df), 3))   # RHLV uninformative
+    cut = df.index[df["split"] == "val"][0]
+    morph.loc[cut, "complete"] = 0
+    morph.loc[cut, "morph_grade"] = None
+    df.to_csv(tmp_path / "rhlv.csv", index=False)
+    morph.to_csv(tmp_path / "morph.csv", index=False)
+    assert SVM_grading.main(["--rhlv_csv", str(tmp_path / "rhlv.csv"), "--output_dir",
+                             str(tmp_path / "g"), "--features", "rhlv", "morph", "both",
+                             "--morphometry_csv", str(tmp_path / "morph.csv"),
+                             "--bootstrap", "0", "--C_grid", "0.1", "1", "10"]) == 0
+    res = {s: json.loads((tmp_path / "g" / f"svm_sound{t}.json").read_text())
+           for s, t in (("rhlv", ""), ("morph", "_morph"), ("both", "_both"))}
+    assert {tuple(r["val_keys"]) for r in res.values()} == {tuple(res["rhlv"]["val_keys"])}
+    assert df.loc[cut, "key"] not in res["rhlv"]["val_keys"]
+    assert len(res["both"]["features"]) == 3 + len(G.MORPH_FEATURES)
+    assert res["morph"]["val"]["macro_f1"] > 0.8 > 0.45 > res["rhlv"]["val"]["macro_f1"]
+    assert "[both]" in capsys.readouterr().out
