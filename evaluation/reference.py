@@ -4,9 +4,11 @@ The mean of the two neighbours (the classic "neighbour-expected height") fails o
 fractures: two or three adjacent fractures of similar depth look normal to each other. Here the
 reference survives any run:
 
-1. **Candidates**: the patient's *complete* vertebrae other than the target (truncated ones are
-   never a reference, :mod:`straighten.completeness`) whose own ratios look healthy (wedge and
-   biconcave loss below 20 %), within ``window`` positions of the target along the spine.
+1. **Candidates**: the patient's *complete* vertebrae (truncated ones are never a reference,
+   :mod:`straighten.completeness`) whose own ratios look healthy (wedge and biconcave loss below
+   20 %), within ``window`` positions of the target along the spine. The target takes part in
+   choosing the healthy ones but is left out of the fit (unless it is the only healthy one: then
+   it is its own reference and reads as normal).
 2. **Fit**: per third, log-height against spine position (the vertebra's rank along the patient's
    spine, so T13 / L6 spines count right) by a line whose slope is pulled towards the normal
    level-to-level height ratio ``prior_slope`` (ridge weight ``slope_weight``): with candidates on
@@ -67,17 +69,23 @@ def _fit_line(x: np.ndarray, y: np.ndarray, x0: float, rule: ReferenceRule) -> t
     return float(a), float(b)
 
 
-def _robust_at(x: np.ndarray, y: np.ndarray, x0: float, rule: ReferenceRule) -> Optional[float]:
-    """Fitted log-height at ``x0`` from the candidates that are not markedly shorter than the
-    tallest (after the prior level-to-level trend); None if too few points remain."""
+def _robust_at(x: np.ndarray, y: np.ndarray, x0: float, is_target: np.ndarray,
+               rule: ReferenceRule, min_others: int) -> Optional[float]:
+    """Fitted log-height at ``x0`` from the vertebrae that are not markedly shorter than the
+    tallest (after the prior level-to-level trend). The target takes part in that selection (a
+    healthy target beside crushed neighbours keeps them out) but not in the fit, unless it is
+    the only one left. None if fewer than ``min_others`` other vertebrae remain."""
     ok = np.isfinite(y)
-    c = np.where(ok, y - rule.prior_slope * (x - x0), -np.inf)
     cut = np.log(1.0 - rule.tol)
+    c = np.where(ok, y - rule.prior_slope * (x - x0), -np.inf)
     keep = ok & (c >= c.max() + cut)
+    a = None
     for _ in range(len(x) + 1):
-        if keep.sum() < rule.min_candidates:
+        others = keep & ~is_target
+        if others.sum() < min_others:
             return None
-        a, b = _fit_line(x[keep], y[keep], x0, rule)
+        fit = others if others.any() else keep
+        a, b = _fit_line(x[fit], y[fit], x0, rule)
         new = ok & (y - (a + b * (x - x0)) >= cut)
         if np.array_equal(new, keep):
             return a
@@ -90,35 +98,34 @@ def expected_heights(heights: Mapping[int, Sequence[float]], positions: Mapping[
     """Expected healthy A/M/P heights (mm) of ``target``, or None when no reference exists.
 
     ``heights``: {label: A/M/P heights} of the patient's *complete* vertebrae (the target's own
-    entry, if any, is ignored); ``positions``: {label: position along the spine}."""
+    entry takes part in choosing the healthy ones, never alone in the fit unless it is the only
+    healthy-looking vertebra); ``positions``: {label: position along the spine}."""
     cand = {l: np.asarray(h, float) for l, h in heights.items()
-            if l != target and l in positions and np.all(np.isfinite(h)) and np.all(np.asarray(h) > 0)
+            if l in positions and np.all(np.isfinite(h)) and np.all(np.asarray(h) > 0)
             and own_max_loss(h) < HEALTHY_OWN_LOSS}
-    if target not in positions or not cand:
+    if target not in positions or not (set(cand) - {target}):
         return None
     x0 = float(positions[target])
-    labs = sorted(cand, key=lambda l: abs(positions[l] - x0))
-    span = max(abs(positions[l] - x0) for l in labs)
+    span = max(abs(positions[l] - x0) for l in cand)
     w = rule.window
     while True:
-        sel = [l for l in labs if abs(positions[l] - x0) <= w]
-        if len(sel) >= rule.min_candidates or w >= span:
-            out = _fit_all(sel, cand, positions, x0, rule)
-            if out is not None or w >= span:
-                return out
+        sel = [l for l in cand if abs(positions[l] - x0) <= w]
+        last = w >= span
+        out = _fit_all(sel, cand, positions, x0, target, rule, 0 if last else rule.min_candidates)
+        if out is not None or last:
+            return out
         w += 2
 
 
-def _fit_all(sel, cand, positions, x0, rule) -> Optional[np.ndarray]:
-    if not sel:
+def _fit_all(sel, cand, positions, x0, target, rule, min_others) -> Optional[np.ndarray]:
+    if not (set(sel) - {target}):
         return None
     x = np.array([positions[l] for l in sel], float)
     y = np.log(np.array([cand[l] for l in sel], float))       # (n, 3)
-    rule1 = rule if len(sel) >= rule.min_candidates else ReferenceRule(
-        rule.window, rule.tol, rule.prior_slope, rule.slope_weight, 1)
+    is_t = np.array([l == target for l in sel])
     out = []
     for t in range(3):
-        v = _robust_at(x, y[:, t], x0, rule1)
+        v = _robust_at(x, y[:, t], x0, is_t, rule, min_others)
         if v is None:
             return None
         out.append(np.exp(v))

@@ -16,6 +16,7 @@ import numpy as np
 from data.io import load_label
 from data.splits import LEVEL_NAMES, parse_key
 from evaluation.heights import THIRDS, HeightRule, measure_pair, target_mask
+from straighten.blocks import load_completeness
 from utils.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -96,8 +97,11 @@ def rhlv_row(key: str, label_dir, fake_dir, rule: HeightRule, split: Optional[st
     """One CSV row: identity columns, sagittal heights/RHLV and (``coronal``) the ``_cor`` ones."""
     case, label = parse_key(key)
     real = block_path(label_dir, key)
+    flag, _ = load_completeness(Path(label_dir).parent, key)
     row = {"key": key, "case": case, "label": label, "level": LEVEL_NAMES.get(label, str(label)),
-           "split": split, "grade": grade}
+           "split": split, "grade": grade, "complete": int(flag.complete), "reason": flag.reason}
+    if not flag.complete:   # cut by the scan: measured, but never graded (SVM_grading drops it)
+        log.warning("%s: %s; not graded", key, flag.reason)
     row.update(_columns("", measure_files(real, block_path(fake_dir, key), label, rule)))
     if coronal:
         rc = rule_cor or HeightRule(rule.lr_fraction, rule.column_ratio, rule.column_filter,

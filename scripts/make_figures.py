@@ -81,7 +81,12 @@ def rhlv_by_grade(rhlv_csv, out, seed=0):
     df = _read_csv(rhlv_csv)
     rng = np.random.default_rng(seed)
     df = df[df["grade"].notna()]
+    n_cut = int((df["complete"] == 0).sum()) if "complete" in df.columns else 0
+    if n_cut:   # cut by the scan: never graded, so not plotted against a grade
+        df = df[df["complete"] != 0]
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.6), sharey=True)
+    if n_cut:
+        fig.suptitle(f"{n_cut} incomplete vertebrae (cut by the scan) left out", fontsize=8)
     for ax, (t, name) in zip(axes, (("a", "anterior"), ("m", "middle"), ("p", "posterior"))):
         for g in range(4):
             v = df.loc[df["grade"] == g, f"RHLV_{t}"].to_numpy(float)

@@ -91,3 +91,15 @@ def test_nan_inside_the_spine_is_an_error(tmp_path):
     ctp, mp = _ct_and_mask(tmp_path, (20, 20, 20))
     with pytest.raises(UserError, match="inside the spine"):
         load_ct_and_label(ctp, mp)
+
+
+def test_healthy_target_between_crushed_neighbours_reads_normal():
+    """Three levels, both neighbours crushed by 35 %: the healthy middle one must not be read as
+    too tall nor graded; each crushed one is found against it."""
+    heights = {19: np.array([20.0, 20.0, 20.5]) * 0.65, 20: np.array([21.0, 21.0, 21.5]),
+               21: np.array([22.0, 22.0, 22.5]) * 0.65}
+    pos = spine_positions(heights)
+    exp = expected_heights(heights, pos, 20)
+    assert np.allclose(exp, heights[20], rtol=0.01)
+    for lab in (19, 21):
+        assert grade_vertebra(heights[lab], expected_heights(heights, pos, lab))["morph_grade"] == 2
