@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--morphometry_csv", default=None,
                    help="morphometry.py CSV (key, morph_grade) for the baseline; default: "
                         "computed from the RHLV table's real heights")
+    p.add_argument("--group_regex", default=G.DEFAULT_GROUP_REGEX,
+                   help="regular expression whose first group is the patient id of a case id "
+                        "(CV folds group by patient; default strips a trailing _seriesN)")
     p.add_argument("--seed", type=int, default=0, help="fold shuffling / bootstrap seed")
     return p
 
@@ -144,7 +147,8 @@ def _drop_incomplete(df, path):
 
 
 def _score(df, feats, args):
-    X_tt, y_tt, g_tt, X_val, y_val, val_rows = G.split_table(df, feats, args.val_split, args.train_splits)
+    X_tt, y_tt, g_tt, X_val, y_val, val_rows = G.split_table(df, feats, args.val_split, args.train_splits,
+                                                             group_regex=args.group_regex)
     if len(y_val) == 0 or len(np.unique(y_tt)) < 2:
         raise UserError(f"need val rows and >= 2 grades in {args.train_splits} "
                         f"(have {len(y_val)} val, grades {sorted(set(y_tt))})", args.rhlv_csv)

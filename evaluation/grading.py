@@ -170,16 +170,35 @@ def baseline_metrics(y_val, pred_val, n_boot: int = 1000, seed: int = 0) -> dict
     return m
 
 
+# a case id is one series of a patient: VerSe19 writes ``sub-verse401_series0`` and
+# ``sub-verse401_series1`` for two scans of patient ``sub-verse401``; the suffix is removed
+DEFAULT_GROUP_REGEX = r"^(.*?)(?:[_-]series[_-]?\d+)?$"
+
+
+def patient_ids(cases, group_regex: str = DEFAULT_GROUP_REGEX) -> np.ndarray:
+    """Patient id of each case id: the first group of ``group_regex`` (default: the case id
+    without a trailing ``_seriesN`` / ``-series-N``); cases that do not match keep their id."""
+    import re
+    rx = re.compile(group_regex)
+    out = []
+    for c in cases:
+        m = rx.match(str(c))
+        out.append(m.group(1) if m and m.groups() and m.group(1) else str(c))
+    return np.asarray(out)
+
+
 def split_table(df, features: Sequence[str], val_split: str = "val",
-                train_splits: Sequence[str] = ("train", "test"), case_col: str = "case"):
+                train_splits: Sequence[str] = ("train", "test"), case_col: str = "case",
+                group_regex: str = DEFAULT_GROUP_REGEX):
     """(X_tt, y_tt, groups_tt, X_val, y_val, val_rows) from an RHLV table; rows with missing
-    features or grades are dropped."""
+    features or grades are dropped. Groups are *patients* (:func:`patient_ids`), so the series
+    of one patient never fall into two folds."""
     ok = df[list(features)].notna().all(axis=1) & df["grade"].notna()
     d = df[ok]
     tt = d[d["split"].isin(list(train_splits))]
     va = d[d["split"] == val_split]
     return (tt[list(features)].to_numpy(float), tt["grade"].to_numpy(int),
-            tt[case_col].astype(str).to_numpy(), va[list(features)].to_numpy(float),
+            patient_ids(tt[case_col].astype(str), group_regex), va[list(features)].to_numpy(float),
             va["grade"].to_numpy(int), va)
 
 

@@ -175,3 +175,26 @@ def test_feature_sets_scored_on_the_same_rows_and_incomplete_never_graded(tmp_pa
     assert len(res["both"]["features"]) == 3 + len(G.MORPH_FEATURES)
     assert res["morph"]["val"]["macro_f1"] > 0.8 > 0.45 > res["rhlv"]["val"]["macro_f1"]
     assert "[both]" in capsys.readouterr().out
+
+
+def test_patient_ids_group_series_of_the_real_grade_file(shared_data):
+    """VerSe19's two-series patients: the sound protocol's folds never split a patient."""
+    splits = json.loads((shared_data / "verse19_genant_grades.json").read_text())
+    keys = [k for s in ("train", "test") for k in splits[s]]
+    cases = sorted({k.rsplit("_", 1)[0] for k in keys})
+    pid = dict(zip(cases, G.patient_ids(cases)))
+    assert pid["sub-verse401_series0"] == pid["sub-verse401_series1"] == "sub-verse401"
+    multi = {p for p in pid.values() if list(pid.values()).count(p) > 1}
+    assert len(multi) == 12                        # 12 patients with two series in train + test
+    rng = np.random.default_rng(0)
+    rows = [{"key": f"{c}_{l}", "case": c, "split": "train", "grade": int(rng.choice(4, p=[.6, .15, .15, .1])),
+             "RHLV_a": rng.normal(), "RHLV_m": rng.normal(), "RHLV_p": rng.normal()}
+            for c in cases for l in range(18, 23)]
+    _, y, groups, *_ = G.split_table(pd.DataFrame(rows), G.feature_names())
+    cv = G._grouped_cv(5, y, groups, 0)
+    for tr, te in cv.split(np.zeros(len(y)), y, groups):
+        assert not set(groups[tr]) & set(groups[te])
+        series = {c for c in np.asarray([r["case"] for r in rows])[te]}
+        assert all(pid[c] not in set(groups[tr]) for c in series)
+    assert G.patient_ids(["sub-verse004_series-2", "x_series3", "plain"]).tolist() == \
+        ["sub-verse004", "x", "plain"]
