@@ -113,6 +113,14 @@ def study_orientation(out: Path, orientation: str, n_cases: int, seed: int, cut:
             "uncropped_flagged": int((full["complete"] == 0).sum())}
 
 
+def markdown_table(rows) -> str:
+    """Rows (dicts with the same keys) as a markdown table."""
+    keys = list(rows[-1])
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(str(r[k]) for k in keys) + " |" for r in rows]
+    return "\n".join(lines)
+
+
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--output", required=True, help="work folder (its subfolders are overwritten)")
@@ -129,11 +137,7 @@ def main(argv=None) -> int:
     out = Path(args.output)
     rows = [study_orientation(out / o, o, args.n_cases, args.seed + i, args.cut)
             for i, o in enumerate(args.orientations)]
-    keys = list(rows[0])
-    print("| " + " | ".join(keys) + " |")
-    print("|" + "---|" * len(keys))
-    for r in rows:
-        print("| " + " | ".join(str(r[k]) for k in keys) + " |")
+    print(markdown_table(rows))
     (out / "completeness_study.json").write_text(json.dumps(rows, indent=1), encoding="utf-8")
     return 0
 

@@ -110,11 +110,8 @@ def main(argv=None) -> int:
             row[f"{name}_detect"] = round(
                 float(np.mean(p[y >= 2] >= 2)) if g else float(np.mean(p >= 1)), 3)
         rows.append(row)
-    keys = list(rows[-1])
-    print("| " + " | ".join(keys) + " |")
-    print("|" + "---|" * len(keys))
-    for r in rows:
-        print("| " + " | ".join(str(r[k]) for k in keys) + " |")
+    from scripts.completeness_study import markdown_table
+    print(markdown_table(rows))
     (out / "reference_study.json").write_text(json.dumps(rows, indent=1), encoding="utf-8")
     return 0
 
