@@ -56,8 +56,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--paint_margin_mm", type=float, default=3.0, help="with --paint_back, synthetic "
                    "voxels replace the patient CT within this distance of the real or synthesised "
                    "target (default: %(default)s mm)")
+    g = p.add_argument_group("output rule (synthesis/compose.py): what a target step writes")
+    g.add_argument("--preset", choices=["default", "paper"], default="default",
+                   help="'paper' writes the generator's composite as the authors did (every pixel of "
+                        "seg >= 0.5, regenerated neighbours, whole pasted rows); the flags below "
+                        "override single items")
+    g.add_argument("--target_rule", choices=["body", "threshold"], help="body (default): one "
+                   "connected body per slice, in the real target's columns, largest 3D component; "
+                   "threshold (paper): every pixel with seg >= 0.5")
+    g.add_argument("--neighbours", choices=["real", "regenerated"], help="real (default): the real "
+                   "neighbours, moved apart by SHRM; regenerated (paper): the neighbours the earlier "
+                   "steps rebuilt (they are always the target step's context)")
+    g.add_argument("--paste", choices=["footprint", "band"], help="footprint (default): generated "
+                   "pixels only in the target's columns +/- --output_margin_mm; band (paper): the "
+                   "whole pasted rows")
+    g.add_argument("--output_margin_mm", type=float, default=5.0,
+                   help="column margin of the body and footprint rules (default: %(default)s mm)")
     p.add_argument("--no_progress", action="store_true", help="no tqdm progress bar")
     return p
+
+
+def output_rule(args):
+    """The :class:`synthesis.compose.OutputRule` of the parsed flags (preset, then overrides)."""
+    from synthesis.compose import PAPER_OUTPUT, OutputRule
+    base = PAPER_OUTPUT if args.preset == "paper" else OutputRule()
+    try:
+        return OutputRule(args.target_rule or base.target, args.neighbours or base.neighbours,
+                          args.paste or base.paste, args.output_margin_mm)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
 
 
 def main(argv=None) -> int:
@@ -68,7 +95,8 @@ def main(argv=None) -> int:
         coronal_checkpoint=args.coronal_checkpoint, cam_folder=args.cam_folder,
         vertebra_json=args.vertebra_json, phase=tuple(args.phase), device=args.device,
         batch=args.batch, skip_existing=args.skip_existing, paint_back=args.paint_back,
-        raw_root=args.raw_root, paint_margin_mm=args.paint_margin_mm, progress=not args.no_progress)
+        raw_root=args.raw_root, paint_margin_mm=args.paint_margin_mm, output_rule=output_rule(args),
+        progress=not args.no_progress)
     rows = run_synthesis(opts)
     written = [r for r in rows if r["status"] == "written"]
     if rows and not any(r["status"] in ("written", "skipped") for r in rows):

@@ -4,7 +4,9 @@ For every vertebra key, compares the real straightened body (``--label_dir/<key>
 its pseudo-healthy counterpart (``--fake_dir/<key>.nii.gz``: the 3D synthesis' ``label_fake``
 folder, or the healthy twin's straightened ``label`` folder for the phantom oracle) and writes
 key, case, label, level, split, grade, H_syn_{a,m,p}_mm, H_ori_{a,m,p}_mm, RHLV_{a,m,p} (and the
-``_cor`` coronal variants with ``--coronal``). The measurement rule and every option kept from
+``_cor`` coronal variants with ``--coronal``), ``complete``/``reason`` (cut by the scan) and
+``plausible``/``implausible`` (a synthesis in pieces, taller than the band or with a footprint
+far from its neighbours', :mod:`evaluation.plausibility`). The measurement rule and every option kept from
 the original are documented in :mod:`evaluation.heights`.
 
 Example::
@@ -24,7 +26,8 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from data.splits import SPLITS, read_vertebra_json  # noqa: E402
-from evaluation.heights import FILTERS, RESCALES, HeightRule  # noqa: E402
+from evaluation.heights import BODIES, FILTERS, RESCALES, HeightRule  # noqa: E402
+from evaluation.plausibility import PlausibilityRule  # noqa: E402
 from evaluation.rhlv import list_keys, rhlv_table  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 from utils.fileio import atomic_path  # noqa: E402
@@ -63,6 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--align_shift", type=int, default=6,
                    help="align the real body's axial footprint to the pseudo-healthy one by up to "
                         "this many voxels in AP/LR before measuring (0 disables; see heights.py)")
+    p.add_argument("--body", choices=BODIES, default="largest",
+                   help="largest (default) = measure each body's largest 3D component, so islands "
+                        "beside a synthesised body cannot move its thirds; all = every voxel (original)")
+    p.add_argument("--band_mm", type=float, default=40.0,
+                   help="band height the generator fills; a pseudo-healthy body taller than it is "
+                        "flagged implausible (columns plausible / implausible; default %(default)s)")
     p.add_argument("--skip_missing", action="store_true",
                    help="skip vertebrae whose real or pseudo-healthy file is missing (else error)")
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
@@ -90,12 +99,12 @@ def main(argv=None) -> int:
             raise UserError("output must not be written inside an input folder", out)
     try:
         rule = HeightRule(args.lr_fraction, args.column_ratio, args.column_filter, "sagittal",
-                          args.rescale, args.align_shift)
+                          args.rescale, args.align_shift, args.body)
     except ValueError as exc:
         raise UserError(str(exc)) from None
     df = rhlv_table(_items(args), args.label_dir, args.fake_dir, rule, coronal=args.coronal,
                     fake_dir_cor=args.fake_dir_cor, skip_missing=args.skip_missing,
-                    progress=not args.no_progress)
+                    progress=not args.no_progress, plausibility=PlausibilityRule(band_mm=args.band_mm))
     with atomic_path(out) as tmp:
         df.to_csv(tmp, index=False, float_format="%.5g")
     cols = [c for c in df.columns if c.startswith("RHLV_")]

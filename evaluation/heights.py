@@ -30,7 +30,12 @@ The rule (kept from the original, each step documented):
    whose body centroid differs from the fractured one's) it removes the 1–3 voxel AP offset that
    would otherwise count empty columns as lost height. 0 disables it. SI offsets do not matter
    (heights are counts).
-7. **RHLV** = (H_syn − H_ori) / H_syn per third. Rescaling (``rescale``): ``"none"`` (default,
+7. **The body itself** (``body``): ``"largest"`` (default) measures each mask's largest 3D
+   (26-connected) component only, so blobs a generator leaves beside the body (islands far
+   posterior, a detached fragment) cannot stretch the AP extent that defines the thirds -- one
+   posterior island made a whole posterior third 1-5 mm tall in the phantom study (issue #12).
+   ``"all"`` (the original) measures every foreground voxel.
+8. **RHLV** = (H_syn − H_ori) / H_syn per third. Rescaling (``rescale``): ``"none"`` (default,
    a shorter synthetic body gives a negative RHLV and shows the synthesis error) or
    ``"original"`` (the original's: if a synthetic third is shorter than the real one, scale all
    three synthetic heights up by the largest H_ori / H_syn ratio, so no RHLV is negative).
@@ -42,10 +47,13 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from data.masks import largest_component
+
 THIRDS = ("a", "m", "p")
 PLANES = ("sagittal", "coronal")
 FILTERS = ("syn", "each", "none")
 RESCALES = ("none", "original")
+BODIES = ("largest", "all")
 
 
 @dataclass(frozen=True)
@@ -57,6 +65,7 @@ class HeightRule:
     plane: str = "sagittal"
     rescale: str = "none"
     align_shift_vox: int = 6
+    body: str = "largest"
 
     def __post_init__(self):
         if not 0 < self.lr_fraction <= 1:
@@ -67,6 +76,8 @@ class HeightRule:
             raise ValueError(f"plane must be one of {PLANES}")
         if self.rescale not in RESCALES:
             raise ValueError(f"rescale must be one of {RESCALES}")
+        if self.body not in BODIES:
+            raise ValueError(f"body must be one of {BODIES}")
 
 
 def target_mask(label_array: np.ndarray, label: int) -> np.ndarray:
@@ -206,6 +217,8 @@ def measure_pair(syn_mask: np.ndarray, ori_mask: np.ndarray, spacing_mm: Sequenc
         raise ValueError(f"synthetic mask {syn.shape} and real mask {ori.shape} differ in shape")
     if not syn.any():
         raise ValueError("synthetic (pseudo-healthy) mask is empty")
+    if rule.body == "largest":
+        syn, ori = largest_component(syn), largest_component(ori)
     ori, shift = align_footprint(syn, ori, rule.align_shift_vox)
     h_syn = column_heights_mm(syn, spacing_mm[0])
     h_ori = column_heights_mm(ori, spacing_mm[0])

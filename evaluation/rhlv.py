@@ -16,6 +16,7 @@ import numpy as np
 from data.io import load_label
 from data.splits import LEVEL_NAMES, parse_key
 from evaluation.heights import THIRDS, HeightRule, measure_pair, target_mask
+from evaluation.plausibility import PlausibilityRule, implausible_reasons
 from straighten.blocks import load_completeness
 from utils.errors import UserError
 
@@ -79,8 +80,10 @@ class EmptyBody(UserError):
     """The pseudo-healthy (or real) block holds no voxel of the target label."""
 
 
-def measure_files(real_path, fake_path, label: int, rule: HeightRule) -> dict:
-    """:func:`measure_pair` on two block files (UserError naming the file on any problem)."""
+def measure_files(real_path, fake_path, label: int, rule: HeightRule,
+                  plausibility: Optional[PlausibilityRule] = None) -> dict:
+    """:func:`measure_pair` on two block files (UserError naming the file on any problem); with
+    ``plausibility`` the result also holds ``implausible`` (list of failed checks)."""
     ori, spacing, real_vol = load_target(real_path, label)
     syn, _, fake_vol = load_target(fake_path, label)
     _check_pair(real_vol, fake_vol, fake_path)
@@ -88,13 +91,19 @@ def measure_files(real_path, fake_path, label: int, rule: HeightRule) -> dict:
         raise EmptyBody(f"no pseudo-healthy body for label {label}", fake_path)
     if not ori.any():
         raise EmptyBody(f"label {label} is absent from the real block", real_path)
-    return measure_pair(syn, ori, spacing, rule)
+    out = measure_pair(syn, ori, spacing, rule)
+    if plausibility is not None:
+        out["implausible"] = implausible_reasons(fake_vol.array, real_vol.array, label, spacing,
+                                                 plausibility)
+    return out
 
 
 def rhlv_row(key: str, label_dir, fake_dir, rule: HeightRule, split: Optional[str] = None,
              grade: Optional[int] = None, coronal: bool = False, fake_dir_cor=None,
-             rule_cor: Optional[HeightRule] = None) -> dict:
-    """One CSV row: identity columns, sagittal heights/RHLV and (``coronal``) the ``_cor`` ones."""
+             rule_cor: Optional[HeightRule] = None,
+             plausibility: Optional[PlausibilityRule] = PlausibilityRule()) -> dict:
+    """One CSV row: identity columns, sagittal heights/RHLV and (``coronal``) the ``_cor`` ones;
+    with ``plausibility``, ``plausible`` (0/1) and ``implausible`` (the failed checks)."""
     case, label = parse_key(key)
     real = block_path(label_dir, key)
     flag, _ = load_completeness(Path(label_dir).parent, key)
@@ -102,18 +111,28 @@ def rhlv_row(key: str, label_dir, fake_dir, rule: HeightRule, split: Optional[st
            "split": split, "grade": grade, "complete": int(flag.complete), "reason": flag.reason}
     if not flag.complete:   # cut by the scan: measured, but never graded (SVM_grading drops it)
         log.warning("%s: %s; not graded", key, flag.reason)
-    row.update(_columns("", measure_files(real, block_path(fake_dir, key), label, rule)))
+    sag = measure_files(real, block_path(fake_dir, key), label, rule, plausibility)
+    row.update(_columns("", sag))
+    reasons = list(sag.get("implausible", []))
     if coronal:
         rc = rule_cor or HeightRule(rule.lr_fraction, rule.column_ratio, rule.column_filter,
-                                    "coronal", rule.rescale, rule.align_shift_vox)
+                                    "coronal", rule.rescale, rule.align_shift_vox, rule.body)
         fake_c = block_path(fake_dir_cor or fake_dir, key)
-        row.update(_columns("_cor", measure_files(real, fake_c, label, rc)))
+        cor = measure_files(real, fake_c, label, rc, plausibility)
+        row.update(_columns("_cor", cor))
+        reasons += [f"coronal: {r}" for r in cor.get("implausible", []) if fake_dir_cor]
+    if plausibility is not None:
+        row["plausible"] = int(not reasons)
+        row["implausible"] = "; ".join(reasons)
+        if reasons:
+            log.warning("%s: implausible synthesis (%s); its RHLV measures the artefact", key,
+                        row["implausible"])
     return row
 
 
 def rhlv_table(items: Iterable[tuple], label_dir, fake_dir, rule: HeightRule,
                coronal: bool = False, fake_dir_cor=None, skip_missing: bool = False,
-               progress: bool = True):
+               progress: bool = True, plausibility: Optional[PlausibilityRule] = PlausibilityRule()):
     """pandas DataFrame of :func:`rhlv_row` for ``items`` = (key, split, grade) tuples."""
     import pandas as pd
     from tqdm import tqdm
@@ -130,12 +149,14 @@ def rhlv_table(items: Iterable[tuple], label_dir, fake_dir, rule: HeightRule,
                 continue
             raise UserError("file not found (use --skip_missing to skip such vertebrae)", missing[0])
         try:
-            rows.append(rhlv_row(key, label_dir, fake_dir, rule, split, grade, coronal, fake_dir_cor))
+            rows.append(rhlv_row(key, label_dir, fake_dir, rule, split, grade, coronal, fake_dir_cor,
+                                 plausibility=plausibility))
         except EmptyBody as exc:  # e.g. a synthesis whose target mask stayed below 0.5
             log.warning("%s: %s; its heights and RHLVs are left empty (NaN)", key, exc)
             case, label = parse_key(key)
             rows.append({"key": key, "case": case, "label": label,
-                         "level": LEVEL_NAMES.get(label, str(label)), "split": split, "grade": grade})
+                         "level": LEVEL_NAMES.get(label, str(label)), "split": split, "grade": grade,
+                         "plausible": 0, "implausible": "empty"})
     if not any("RHLV_a" in r for r in rows):
         raise UserError("no vertebra could be measured (every pseudo-healthy body is empty)", fake_dir)
     if not rows:

@@ -23,6 +23,7 @@ from typing import Dict, Optional
 
 import numpy as np
 
+from data.masks import largest_component
 from synthesis.iterative import ViewResult
 
 THRESHOLD = 0.5
@@ -44,20 +45,34 @@ class Synthesis:
     touched: Optional[np.ndarray] = None  # (X, Y, Z) bool: synthesised voxels (None: all)
 
 
-def from_view(r: ViewResult) -> Synthesis:
+def keep_one_body(labels: np.ndarray, prob: np.ndarray, target: int):
+    """``(labels, prob)`` with the target reduced to its largest 3D (26-connected) component; the
+    dropped voxels become background and probability 0 (output rule ``target='body'``)."""
+    t = labels == target
+    body = largest_component(t)
+    drop = t & ~body
+    if not drop.any():
+        return labels, prob
+    return np.where(drop, 0, labels).astype(labels.dtype), np.where(drop, 0.0, prob).astype(np.float32)
+
+
+def from_view(r: ViewResult, one_body: bool = False) -> Synthesis:
     """A single view's result as the final result (its running label map already holds the target
-    exactly where its composite soft mask is >= 0.5)."""
-    return Synthesis(r.key, r.label, r.image, r.labels, r.prob, {r.view: int(r.slices.size)},
+    exactly where its composite soft mask is >= 0.5); ``one_body``: keep the target's largest 3D
+    component only."""
+    labels, prob = keep_one_body(r.labels, r.prob, r.label) if one_body else (r.labels, r.prob)
+    return Synthesis(r.key, r.label, r.image, labels, prob, {r.view: int(r.slices.size)},
                      {r.view: r.height_mm}, r.seconds, r.touched)
 
 
-def fuse(sagittal: Optional[ViewResult], coronal: Optional[ViewResult]) -> Synthesis:
-    """Fuse the two views by the rule in the module doc; either may be None (single view)."""
+def fuse(sagittal: Optional[ViewResult], coronal: Optional[ViewResult], one_body: bool = False) -> Synthesis:
+    """Fuse the two views by the rule in the module doc; either may be None (single view).
+    ``one_body``: the fused target keeps its largest 3D component only."""
     if sagittal is None or coronal is None:
         only = sagittal if sagittal is not None else coronal
         if only is None:
             raise ValueError("fuse needs at least one view")
-        return from_view(only)
+        return from_view(only, one_body)
     if sagittal.key != coronal.key or sagittal.image.shape != coronal.image.shape:
         raise ValueError(f"cannot fuse {sagittal.key} {sagittal.image.shape} with "
                          f"{coronal.key} {coronal.image.shape}")
@@ -68,7 +83,10 @@ def fuse(sagittal: Optional[ViewResult], coronal: Optional[ViewResult]) -> Synth
     cor_other = np.where(coronal.labels == t, 0, coronal.labels)
     others = np.where(sag_other > 0, sag_other, cor_other)
     labels = np.where(prob >= THRESHOLD, t, others).astype(sagittal.labels.dtype)
-    return Synthesis(sagittal.key, t, image.astype(np.float32), labels, prob.astype(np.float32),
+    prob = prob.astype(np.float32)
+    if one_body:
+        labels, prob = keep_one_body(labels, prob, t)
+    return Synthesis(sagittal.key, t, image.astype(np.float32), labels, prob,
                      {"sagittal": int(sagittal.slices.size), "coronal": int(coronal.slices.size)},
                      {"sagittal": sagittal.height_mm, "coronal": coronal.height_mm},
                      sagittal.seconds + coronal.seconds, sagittal.touched | coronal.touched)

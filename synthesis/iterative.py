@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 from data import band as bd
-from synthesis.steps import build_batch, update_labels
+from synthesis.compose import OutputRule, compose_target
+from synthesis.steps import build_batch, target_rows_batch, update_labels
 from synthesis.views import SliceGrid
 
 NEIGHBOUR_MIN_MM2 = 200.0  # original: > 200 px at 1 mm
@@ -77,9 +78,16 @@ class SliceTask:
     neighbour_min_px: float
     steps: Deque[int]               # labels still to synthesise; the target is last
     target: int
+    col_mm: float = 1.0             # pixel size across the slice (the output rule's margin)
+    real_image: Optional[np.ndarray] = None   # the slice before any step (output rule 'real')
+    real_labels: Optional[np.ndarray] = None
     prob: Optional[np.ndarray] = None
     height_rows: float = float("nan")
     seconds: float = 0.0
+
+    def __post_init__(self):
+        if self.real_image is None:
+            self.real_image, self.real_labels = self.image, self.labels
 
     def next_label(self) -> Optional[int]:
         """The label of the next step, skipping neighbours too small in the running label map."""
@@ -139,7 +147,8 @@ class _Accumulator:
         min_px = bd.min_target_pixels(g.pixel_area_mm2)
         nb_px = NEIGHBOUR_MIN_MM2 / g.pixel_area_mm2
         return [SliceTask(owner, v.key, int(z), images[i], labels[i], cams[i], bd.slice_ratio(int(z), lo, hi),
-                          band_rows, min_px, nb_px, deque(steps), v.label)
+                          band_rows, min_px, nb_px, deque(steps), v.label, g.pixel_mm[1],
+                          images[i], labels[i])
                 for i, z in enumerate(idx)]
 
     def finish(self, task: SliceTask) -> bool:
@@ -162,10 +171,12 @@ class _Accumulator:
 
 
 class ModelStep:
-    """Runs one step for a list of tasks: batch -> ``model.infer`` -> new running image/labels."""
+    """Runs one step for a list of tasks: batch -> ``model.infer`` -> new running image/labels.
+    After a target step the task holds the *output* slice of ``rule``
+    (:mod:`synthesis.compose`); after a neighbour step, the running composite (context only)."""
 
-    def __init__(self, model, device):
-        self.model, self.device = model, torch.device(device)
+    def __init__(self, model, device, rule: OutputRule = OutputRule()):
+        self.model, self.device, self.rule = model, torch.device(device), rule
 
     def __call__(self, tasks: List[SliceTask]) -> None:
         labs = np.array([t.next_label() for t in tasks])
@@ -183,13 +194,37 @@ class ModelStep:
         seg = out["seg"][:, 0].float().cpu().numpy()
         height = out["height_pred"].reshape(-1).float().cpu().numpy()
         x1, x2 = batch["x1"].cpu().numpy(), batch["x2"].cpu().numpy()
-        new_labels = update_labels(labels, labs, x1, x2, batch["band_top"].cpu().numpy(),
-                                   tasks[0].band_rows, height, seg)
+        band_top = batch["band_top"].cpu().numpy()
+        new_labels = update_labels(labels, labs, x1, x2, band_top, tasks[0].band_rows, height, seg)
+        final = [i for i, t in enumerate(tasks) if labs[i] == t.target]
+        composed = None
+        if final:
+            composed = self._output([tasks[i] for i in final], images[final], labels[final],
+                                    band_top[final], height[final], out, final)
         for i, t in enumerate(tasks):
-            t.image, t.labels = fake[i], new_labels[i]
             if labs[i] == t.target:
-                t.prob, t.height_rows = seg[i], float(max(height[i], x2[i] - x1[i]))
+                j = final.index(i)
+                t.image, t.labels, t.prob = composed[0][j], composed[1][j], composed[2][j]
+                t.height_rows = float(max(height[i], x2[i] - x1[i]))
+            else:
+                t.image, t.labels = fake[i], new_labels[i]
             t.steps.popleft()
+
+    def _output(self, tasks: List[SliceTask], images, labels, band_top, height, out, sel):
+        """The output slices of the target steps ``sel`` of the batch (see :mod:`synthesis.compose`)."""
+        rule = self.rule
+        gen = out["fake_B_raw"][sel, 0].float().cpu().numpy()
+        gen_seg = out["seg_raw"][sel, 0].float().cpu().numpy()
+        targets = np.array([t.target for t in tasks])
+        if rule.neighbours == "real":
+            base_img = np.stack([t.real_image for t in tasks])
+            base_lab = np.stack([t.real_labels for t in tasks])
+        else:
+            base_img, base_lab = images, labels
+        masks, bx1, bx2 = target_rows_batch(base_lab, targets, np.array([t.min_px for t in tasks]))
+        margin = np.array([int(np.ceil(rule.margin_mm / max(t.col_mm, 1e-6))) for t in tasks])
+        return compose_target(base_img, base_lab, targets, masks, bx1, bx2, gen, gen_seg, height,
+                              band_top, tasks[0].band_rows, rule, margin)
 
 
 class Scheduler:

@@ -21,6 +21,7 @@ import torch
 from data import band as bd
 from data.intensity import hu_to_unit
 from data.splits import keys_of, parse_key, read_vertebra_json
+from synthesis.compose import OutputRule
 from synthesis.fusion import Synthesis, from_view, fuse
 from synthesis.iterative import ModelStep, VertebraInput, synthesize_view
 from synthesis.model_io import LoadedModel, load_generator
@@ -49,6 +50,7 @@ class SynthesisOptions:
     paint_back: bool = False
     raw_root: Optional[str] = None
     paint_margin_mm: float = 3.0
+    output_rule: OutputRule = OutputRule()
     progress: bool = True
 
 
@@ -159,8 +161,9 @@ def check_geometry(v: VertebraInput, lm: LoadedModel, warned: set) -> None:
 
 
 def synthesize_all(inputs: Iterable[VertebraInput], models: Dict[str, LoadedModel], device,
-                   batch: int) -> Iterator[Synthesis]:
-    """Run one or both views over ``inputs`` and yield the (fused) result of each vertebra."""
+                   batch: int, rule: OutputRule = OutputRule()) -> Iterator[Synthesis]:
+    """Run one or both views over ``inputs`` and yield the (fused) result of each vertebra,
+    written by the output rule ``rule`` (:mod:`synthesis.compose`)."""
     warned: set = set()
 
     def checked(vs):
@@ -171,7 +174,7 @@ def synthesize_all(inputs: Iterable[VertebraInput], models: Dict[str, LoadedMode
 
     def run(view, vs):
         lm = models[view]
-        return synthesize_view(vs, ModelStep(lm.model, device), view, lm.image_size, lm.band_rows, batch,
+        return synthesize_view(vs, ModelStep(lm.model, device, rule), view, lm.image_size, lm.band_rows, batch,
                                lm.fit)
 
     it = checked(inputs)
@@ -182,7 +185,7 @@ def synthesize_all(inputs: Iterable[VertebraInput], models: Dict[str, LoadedMode
     if len(models) == 1:
         (view,) = models
         for r in run(view, it):
-            yield from_view(r)
+            yield from_view(r, rule.one_body)
         return
     while True:
         group = list(itertools.islice(it, FUSION_GROUP))
@@ -191,7 +194,7 @@ def synthesize_all(inputs: Iterable[VertebraInput], models: Dict[str, LoadedMode
         sag = {r.key: r for r in run("sagittal", group)}
         cor = {r.key: r for r in run("coronal", group)}
         for v in group:
-            yield fuse(sag.pop(v.key), cor.pop(v.key))
+            yield fuse(sag.pop(v.key), cor.pop(v.key), rule.one_body)
 
 
 def load_models(opts: SynthesisOptions, device) -> Dict[str, LoadedModel]:
@@ -254,7 +257,7 @@ def run_synthesis(opts: SynthesisOptions) -> List[dict]:
         painter = PatientPainter(root, Path(opts.raw_root), opts.paint_margin_mm)
     reader = BlockReader(root, opts.cam_folder, summary)
     bar = tqdm(total=len(todo), unit="vertebra", disable=not opts.progress)
-    for syn in synthesize_all(reader.read(todo), models, device, batch):
+    for syn in synthesize_all(reader.read(todo), models, device, batch, opts.output_rule):
         ref, real_hu = reader.refs.pop(syn.key)
         write_block_outputs(syn, ref, layout, real_hu)
         if painter is not None:

@@ -43,8 +43,31 @@ class GrowModel:
         box = (r >= first) & (r < first + big_h.view(-1, 1, 1, 1)) & (c >= cols // 4) & (c < 3 * cols // 4)
         idx = composite_index(x1, x2, a, band_rows, big_h, rows)
         gen = torch.where(batch["mask"] > 0, torch.full_like(a_img, 0.5), a_img)
-        return {"fake_B": shrm_composite(gen, batch["B"], idx),
-                "seg": shrm_composite(box.float(), None, idx), "height_pred": big_h.float()}
+        return {"fake_B": shrm_composite(gen, batch["B"], idx), "fake_B_raw": gen,
+                "seg": shrm_composite(box.float(), None, idx), "seg_raw": box.float(),
+                "height_pred": big_h.float()}
+
+
+class ArtefactModel(GrowModel):
+    """The artefacts of issue #12 on purpose: the band is dark (-1) away from the box, the target's
+    mask has an island far posterior in the pasted rows, and a rebuilt neighbour comes out in two
+    fragments (its middle rows missing). Run with batch 1: calls go upper, lower, target per slice."""
+
+    def infer(self, batch):
+        out = GrowModel.infer(self, batch)
+        a_img, band_rows = batch["A"], int(batch["band_rows"][0])
+        n, _, rows, cols = a_img.shape
+        seg_raw = out["seg_raw"].clone()
+        gen = torch.where((batch["mask"] > 0) & (seg_raw < 0.5), torch.full_like(a_img, -1.0), out["fake_B_raw"])
+        centre = int(batch["band_top"][0]) + band_rows // 2
+        seg_raw[:, :, centre - 2:centre + 2, cols - 8:cols - 4] = 1.0       # island, far posterior
+        if len(self.calls) % 3 != 0:                                        # a neighbour step
+            seg_raw[:, :, centre - 1:centre + 1, :] = 0.0                   # two fragments
+        x1, x2, a = batch["x1"], batch["x2"], batch["band_top"]
+        idx = composite_index(x1, x2, a, band_rows, out["height_pred"].long(), rows)
+        out.update(fake_B=shrm_composite(gen, batch["B"], idx), fake_B_raw=gen,
+                   seg=shrm_composite(seg_raw, None, idx), seg_raw=seg_raw)
+        return out
 
 
 def spine_block(shape=(64, 64, 12), seed=0, shift=0):
@@ -211,3 +234,60 @@ def test_fusion_rule():
     assert f.touched.sum() == 16 + 16 - 4  # union of a sagittal and a coronal slice
     single = fuse(_view("sagittal", np.zeros(shape, np.float32), p_s, lab_s), None)
     np.testing.assert_array_equal(single.labels, lab_s)
+
+
+def _artefact_run(rule):
+    from synthesis.compose import OutputRule  # noqa: F401
+    img, lab = spine_block()
+    v = VertebraInput("c_20", 20, img, lab, None, (1.0, 1.0, 1.0))
+    (res,) = synthesize_view([v], ModelStep(ArtefactModel(), "cpu", rule), "sagittal", 64, 24, 1)
+    return img, lab, res
+
+
+def test_written_target_is_one_body_with_real_neighbours_and_no_dark_patch():
+    """Issue #12: islands, broken neighbours and the dark band must not reach the output."""
+    from scipy import ndimage
+    from synthesis.compose import OutputRule
+    img, lab, res = _artefact_run(OutputRule())
+    for z in res.slices:
+        n = ndimage.label(res.labels[:, :, z] == 20, structure=np.ones((3, 3)))[1]
+        assert n == 1, f"slice {z}: {n} target components"
+    assert not (res.labels[:, 56:60, :] == 20).any()          # the posterior island is dropped
+    # real neighbours moved apart by SHRM (h 12 rows, H 16: up 2, down 2), never replaced
+    z = 5
+    np.testing.assert_array_equal(res.labels[4:16, :, z] == 19, lab[6:18, :, z] == 19)
+    np.testing.assert_array_equal(res.labels[44:56, :, z] == 21, lab[42:54, :, z] == 21)
+    # the pasted rows keep real tissue outside the body's columns (no dark patch)
+    pasted = res.image[22:38, 54:, z]                         # body cols 16-47, +5 px margin
+    assert pasted.min() > -0.9
+
+
+def test_paper_output_rule_writes_the_composite():
+    """--preset paper: the generator's composite as is (islands and fragments included)."""
+    from synthesis.compose import PAPER_OUTPUT
+    img, lab, res = _artefact_run(PAPER_OUTPUT)
+    z = 5
+    assert (res.labels[:, 56:60, z] == 20).any()              # the island is written
+    assert res.image[22:38, 54:, z].min() == pytest.approx(-1.0)  # the dark band is pasted
+
+
+def test_paper_output_equals_the_generator_composite():
+    """PAPER_OUTPUT is exactly the SHRM composite and its label update (the authors' output)."""
+    from synthesis.compose import PAPER_OUTPUT, compose_target
+    from synthesis.steps import target_rows_batch
+    tasks = _tasks(4, steps=(20,))
+    images = np.stack([t.image for t in tasks])
+    labels = np.stack([t.labels for t in tasks])
+    batch = build_batch(images, labels, np.zeros_like(images), [20] * 4, [0.0] * 4, 24, 50,
+                        ["k"] * 4, list(range(4)), "cpu")
+    out = ArtefactModel().infer(batch)
+    height = out["height_pred"].numpy()
+    x1, x2, a = batch["x1"].numpy(), batch["x2"].numpy(), batch["band_top"].numpy()
+    ref_lab = update_labels(labels, [20] * 4, x1, x2, a, 24, height, out["seg"][:, 0].numpy())
+    masks, bx1, bx2 = target_rows_batch(labels, np.full(4, 20), 50)
+    img, lab, prob = compose_target(images, labels, np.full(4, 20), masks, bx1, bx2,
+                                    out["fake_B_raw"][:, 0].numpy(), out["seg_raw"][:, 0].numpy(),
+                                    height, a, 24, PAPER_OUTPUT, np.zeros(4, int))
+    np.testing.assert_allclose(img, out["fake_B"][:, 0].numpy(), atol=1e-6)
+    np.testing.assert_array_equal(lab, ref_lab)
+    np.testing.assert_allclose(prob, out["seg"][:, 0].numpy())
