@@ -50,6 +50,7 @@ class Trainer:
         self._t_start, self._out_of_time = time.perf_counter(), False
         self.train_ds = HealthiVertDataset(data_config(opts, opts.data.phase, True))
         self.eval_ds = self._eval_dataset()
+        self.eval_fractured_ds = self._eval_dataset(fractured=True) if self.eval_ds is not None else None
         band_rows = self.train_ds.slice_geometry()[0]
         amp = opts.run.amp and info.device.type == "cuda"
         if opts.run.amp and not amp:
@@ -66,16 +67,24 @@ class Trainer:
         self.loader = self._loader(self.train_ds, self.sampler, opts.schedule.batch_size)
         self.logs = LossLog(self.run_dir, enabled=info.is_main)
 
-    def _eval_dataset(self):
+    def _eval_dataset(self, fractured: bool = False):
+        """The eval split's healthy targets (grade <= eval_max_grade), or with ``fractured`` its
+        fractured ones (grade > healthy_max_grade), whose SHRM heights are logged against the
+        neighbours' height (what a restoration should reach) and their own."""
         o = self.opts
         if not o.schedule.eval_freq:
             return None
         try:
-            cfg = data_config(o, o.schedule.eval_phase, False, vert_class="normal",
-                              max_grade=o.schedule.eval_max_grade)
+            if fractured:
+                cfg = data_config(o, o.schedule.eval_phase, False, vert_class="abnormal",
+                                  max_grade=o.data.healthy_max_grade)
+            else:
+                cfg = data_config(o, o.schedule.eval_phase, False, vert_class="normal",
+                                  max_grade=o.schedule.eval_max_grade)
             return HealthiVertDataset(cfg)
         except UserError as exc:
-            log.warning("no periodic evaluation: %s", exc)
+            if not fractured:
+                log.warning("no periodic evaluation: %s", exc)
             return None
 
     def _loader(self, ds, sampler, batch_size: int) -> DataLoader:
@@ -200,12 +209,22 @@ class Trainer:
             return
         summary, grids = evaluate(self.model, self.eval_ds, self.info, self.opts.schedule.batch_size,
                                   self.opts.run.no_progress)
+        if self.eval_fractured_ds is not None:
+            frac, _ = evaluate(self.model, self.eval_fractured_ds, self.info,
+                               self.opts.schedule.batch_size, self.opts.run.no_progress)
+            summary.update({f"fractured_{k}": frac[k] for k in FRACTURED_EVAL_KEYS})
         if self.info.is_main:
             log.info("eval epoch %d: " + ", ".join(f"{k} {v:.4g}" for k, v in summary.items()),
                      self.epoch)
             self.logs.scalars(self.step, summary, "eval")
             self.logs.images(self.step, grids)
             _append_eval(self.run_dir, {"epoch": self.epoch, "step": self.step, **summary})
+
+
+# what the periodic evaluation logs for the eval split's fractured targets: the SHRM height
+# (rows) against their own (fractured) height and the neighbours' (healthy) one
+FRACTURED_EVAL_KEYS = ("n", "height_true", "height_cont", "height_ref", "height_error_ref_pct",
+                       "height_gain_pct")
 
 
 def _changed_options(old: dict, new: dict) -> list:

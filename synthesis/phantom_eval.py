@@ -7,7 +7,10 @@ compared with the healthy twin's true heights from ``<case>_truth.json``
 (``healthy_heights_mm``); the same is done for the neighbour baselines of
 ``evaluation.baselines`` (``interp``: linear interpolation of the two neighbours; ``copy``: the
 nearer healthy neighbour) built from the fractured block, and for the fractured body itself
-(``none``: no restoration). Heights use ``evaluation.heights.measure_own`` with
+(``none``: no restoration). The summary gives, per method, the mean / median error, the error
+per third, the share of vertebrae with all three thirds within 10 % of the truth, the smallest
+third / truth ratio and the worst vertebra; each GAN row says whether the synthesis is plausible
+(:mod:`evaluation.plausibility`). Heights use ``evaluation.heights.measure_own`` with
 ``column_filter='none'`` (the phantom truth's own definition: mean SI extent per AP third over the
 central 40 % of the LR width).
 
@@ -70,21 +73,45 @@ def evaluate_key(key: str, grades: Dict[str, int], results: Path, blocks: Path, 
     for method in ("interp", "copy"):
         _, lab_b = baseline_block(ct.array, lab.array, label, method, healthy)
         heights[method] = measure(lab_b == label, sp)
-    row = {"key": key, "grade": grades[key], **{f"true_{n[0]}": truth[i] for i, n in enumerate(THIRD_NAMES)}}
+    from evaluation.plausibility import implausible_reasons
+    reasons = implausible_reasons(fake, lab.array, label, sp)
+    row = {"key": key, "grade": grades[key], **{f"true_{n[0]}": truth[i] for i, n in enumerate(THIRD_NAMES)},
+           "gan_plausible": int(not reasons), "gan_implausible": "; ".join(reasons)}
     for m, h in heights.items():
         err = np.abs(h - truth) / truth * 100.0
         row.update({f"{m}_{n[0]}": h[i] for i, n in enumerate(THIRD_NAMES)})
+        row.update({f"{m}_err_{n[0]}_pct": err[i] for i, n in enumerate(THIRD_NAMES)})
         row[f"{m}_err_pct"] = float(np.nanmean(err))
+        row[f"{m}_min_ratio"] = float(np.nanmin(h / truth)) if np.isfinite(h).any() else float("nan")
     return row
 
 
+METHODS = ("gan", "interp", "copy", "none")
+
+
+def method_summary(rows: List[dict], m: str) -> dict:
+    """Mean / sd / median abs % error, per-third means, the worst vertebra, the share of vertebrae
+    whose three thirds are all within 10 % of the truth, and the smallest third / truth ratio."""
+    e = np.array([r[f"{m}_err_pct"] for r in rows], float)
+    per = {t: float(np.nanmean([r[f"{m}_err_{t}_pct"] for r in rows])) for t in "amp"}
+    within = [all(r[f"{m}_err_{t}_pct"] <= 10.0 for t in "amp") for r in rows]
+    worst = int(np.nanargmax(e)) if np.isfinite(e).any() else 0
+    return {"method": m, "mean": float(np.nanmean(e)), "sd": float(np.nanstd(e)),
+            "median": float(np.nanmedian(e)), **{f"err_{t}": v for t, v in per.items()},
+            "within_10pct": float(np.mean(within)), "worst_key": rows[worst]["key"],
+            "worst_err": float(e[worst]), "min_third_ratio": float(np.nanmin([r[f"{m}_min_ratio"] for r in rows]))}
+
+
 def summarise(rows: List[dict]) -> str:
-    lines = [f"vertebrae: {len(rows)}",
-             "method   mean abs height error % (A/M/P averaged)   median"]
-    for m in ("gan", "interp", "copy", "none"):
-        e = np.array([r[f"{m}_err_pct"] for r in rows], float)
-        lines.append(f"{m:8s} {np.nanmean(e):6.2f}  (sd {np.nanstd(e):5.2f})               "
-                     f"{np.nanmedian(e):6.2f}")
+    n_bad = sum(1 for r in rows if not r["gan_plausible"])
+    lines = [f"vertebrae: {len(rows)} (GAN syntheses flagged implausible: {n_bad})",
+             "| method | mean abs height error % | sd | median | A | M | P | within 10 % | "
+             "smallest third / truth | worst vertebra |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for m in METHODS:
+        s = method_summary(rows, m)
+        lines.append(f"| {m} | {s['mean']:.2f} | {s['sd']:.2f} | {s['median']:.2f} | {s['err_a']:.2f} | "
+                     f"{s['err_m']:.2f} | {s['err_p']:.2f} | {s['within_10pct']:.2f} | "
+                     f"{s['min_third_ratio']:.2f} | {s['worst_key']} ({s['worst_err']:.1f}) |")
     return "\n".join(lines)
 
 

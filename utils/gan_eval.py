@@ -15,7 +15,28 @@ from evaluation.metrics import dice, height_error_pct, iou, psnr, ssim
 
 METRIC_COLUMNS = ("psnr_band", "ssim_band", "psnr_strip", "ssim_strip", "psnr_slice",
                   "ssim_slice", "dice", "iou", "height_true", "height_pred", "height_error_pct", "height_cont",
-                  "height_error_cont_pct")
+                  "height_error_cont_pct", "height_ref", "height_error_ref_pct", "height_gain_pct",
+                  "ref_error_pct")
+
+
+def _run_rows(rows_present: np.ndarray, start: int, step: int) -> int:
+    """Length of the first run of True rows met walking from ``start`` by ``step`` (0 if none)."""
+    n, r = 0, start
+    while 0 <= r < rows_present.size and not rows_present[r]:
+        r += step
+    while 0 <= r < rows_present.size and rows_present[r]:
+        n, r = n + 1, r + step
+    return n
+
+
+def neighbour_height_rows(normal_vert: np.ndarray, band_top: int, band_rows: int) -> float:
+    """The healthy-neighbour reference height (rows) of one sample: the mean SI extent of the
+    nearest neighbour above the band and below it in the input's ``normal_vert`` mask (H, W)
+    (shifted like the input, so both lie whole outside the band); NaN when neither is there."""
+    present = np.asarray(normal_vert) > 0.5
+    rows = present.any(axis=1)
+    h = [n for n in (_run_rows(rows, band_top - 1, -1), _run_rows(rows, band_top + band_rows, 1)) if n > 0]
+    return float(np.mean(h)) if h else float("nan")
 
 
 def slice_metrics(fake: np.ndarray, real: np.ndarray, band: np.ndarray, x1: int, x2: int,
@@ -48,12 +69,20 @@ def batch_metrics(batch: dict, out: dict) -> List[Dict[str, float]]:
     real = batch["B"].numpy()[:, 0]
     band = batch["mask"].numpy()[:, 0]
     tmask = batch["A_mask"].numpy()[:, 0]
+    nv = batch["normal_vert"].numpy()[:, 0]
     rows = []
     for i in range(fake.shape[0]):
         m = slice_metrics(fake[i], real[i], band[i], int(batch["x1"][i]), int(batch["x2"][i]),
                           seg[i], tmask[i], float(h_pred[i]), float(batch["height"][i]))
         m["height_cont"] = float(h_cont[i])
         m["height_error_cont_pct"] = height_error_pct(h_cont[i], float(batch["height"][i]))
+        # the neighbours' height: what a fractured target should be restored to, and how well it
+        # predicts a healthy target's own height (the baseline the height head must beat)
+        ref = neighbour_height_rows(nv[i], int(batch["band_top"][i]), int(batch["band_rows"][i]))
+        m["height_ref"] = ref
+        m["height_error_ref_pct"] = height_error_pct(h_cont[i], ref)
+        m["height_gain_pct"] = 100.0 * (h_cont[i] - float(batch["height"][i])) / max(float(batch["height"][i]), 1.0)
+        m["ref_error_pct"] = height_error_pct(ref, float(batch["height"][i]))
         rows.append({"key": batch["key"][i], "slice_index": int(batch["slice_index"][i]), **m})
     return rows
 

@@ -1,0 +1,40 @@
+"""The periodic evaluation's height diagnostics (issue #12): the neighbours' height read from a
+training sample, and the SHRM height logged against it."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from data.gan_dataset import make_sample
+from utils.gan_eval import batch_metrics, neighbour_height_rows
+
+
+def _slice():
+    lab = np.zeros((96, 48), np.int32)
+    lab[24:36, 10:38] = 19      # upper neighbour: 12 rows
+    lab[42:50, 10:38] = 20      # fractured target: 8 rows
+    lab[56:70, 10:38] = 21      # lower neighbour: 14 rows
+    img = np.where(lab > 0, 0.4, -0.5).astype(np.float32)
+    return img, lab
+
+
+def test_neighbour_height_is_read_outside_the_band():
+    img, lab = _slice()
+    s = make_sample(img, lab, None, 20, 24, 10, 0.0, "c_20", 0)
+    ref = neighbour_height_rows(s["normal_vert"][0].numpy(), int(s["band_top"]), 24)
+    assert ref == 13.0                                   # (12 + 14) / 2
+    assert np.isnan(neighbour_height_rows(np.zeros((64, 48)), 20, 24))
+
+
+def test_batch_metrics_log_height_against_neighbours_and_own():
+    img, lab = _slice()
+    s = make_sample(img, lab, None, 20, 24, 10, 0.0, "c_20", 0)
+    batch = {k: (v[None] if isinstance(v, torch.Tensor) and v.dim() > 0 else
+                 (torch.as_tensor([v]) if not isinstance(v, str) else [v])) for k, v in s.items()}
+    out = {"fake_B": batch["B"], "seg": batch["A_mask"], "height_pred": torch.tensor([13.0]),
+           "height_cont": torch.tensor([13.0])}
+    (row,) = batch_metrics(batch, out)
+    assert row["height_true"] == 8 and row["height_ref"] == 13.0
+    assert row["height_error_ref_pct"] == 0.0
+    assert row["height_gain_pct"] == 100.0 * 5 / 8
+    assert abs(row["ref_error_pct"] - 62.5) < 1e-9
