@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataroot", required=True, help="straightened blocks root (CT/, label/, geometry/)")
     p.add_argument("--cam_folder", help="attention maps <key>.nii.gz on the block grid (default: none, "
                    "the network sees 1 - CAM = 1)")
+    p.add_argument("--allow_missing_cam", action="store_true", help="a vertebra without a CAM in "
+                   "--cam_folder gets zeros and a warning (default: error)")
     p.add_argument("--vertebra_json", help="split/grade file selecting the keys of --phase "
                    "(default: every block under --dataroot)")
     p.add_argument("--phase", nargs="+", default=["test"], choices=["train", "val", "test", "all"],
@@ -93,6 +95,7 @@ def main(argv=None) -> int:
     opts = SynthesisOptions(
         dataroot=args.dataroot, results_dir=args.results_dir, checkpoint=args.checkpoint,
         coronal_checkpoint=args.coronal_checkpoint, cam_folder=args.cam_folder,
+        allow_missing_cam=args.allow_missing_cam,
         vertebra_json=args.vertebra_json, phase=tuple(args.phase), device=args.device,
         batch=args.batch, skip_existing=args.skip_existing, paint_back=args.paint_back,
         raw_root=args.raw_root, paint_margin_mm=args.paint_margin_mm, output_rule=output_rule(args),

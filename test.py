@@ -17,6 +17,7 @@ import csv
 import html
 import logging
 import sys
+from typing import Optional
 from pathlib import Path
 
 import numpy as np
@@ -73,7 +74,7 @@ def load_trained_model(path: Path, device, image_size=None, band_rows=None, stat
     return model.eval(), state
 
 
-def _dataset(o: TestOptions, trained: dict) -> HealthiVertDataset:
+def _dataset(o: TestOptions, trained: dict, band_rows: Optional[int] = None) -> HealthiVertDataset:
     pick = lambda mine, key, default: mine if mine is not None else trained.get(key, default)  # noqa: E731
     cfg = GanDataConfig(
         dataroot=o.dataroot, vertebra_json=o.vertebra_json, phase=o.phase,
@@ -82,7 +83,10 @@ def _dataset(o: TestOptions, trained: dict) -> HealthiVertDataset:
         vert_class=o.vert_class, max_grade=o.healthy_max_grade,
         image_size=pick(o.image_size, "image_size", 256),
         fit=pick(o.slice_fit, "slice_fit", "crop"), random_slices=False,
-        seed=int(trained.get("seed", 0)), cache_blocks=0)
+        seed=int(trained.get("seed", 0)), cache_blocks=0, allow_missing_cam=o.allow_missing_cam,
+        # the band the model was trained with, in rows (not re-derived from these blocks' spacing),
+        # unless --band_mm asks for another
+        band_rows=None if o.band_mm is not None else band_rows)
     ds = HealthiVertDataset(cfg)
     if o.max_items:
         ds.keys = ds.keys[:o.max_items]
@@ -155,6 +159,12 @@ def baseline_metrics(ds: HealthiVertDataset, batch: dict, grades: dict, method: 
     return rows
 
 
+def bd_rows_from_mm(ds: HealthiVertDataset) -> int:
+    """The band rows the dataset's blocks would give for its ``band_mm``."""
+    from data import band as bd
+    return bd.band_rows_from_mm(ds.cfg.band_mm, ds.slice_geometry()[1][0])
+
+
 def run_test(o: TestOptions) -> Path:
     """Load, run, write. Returns the output folder."""
     if not o.dataroot or not Path(o.dataroot).is_dir():
@@ -164,7 +174,14 @@ def run_test(o: TestOptions) -> Path:
     device = resolve_device(o.device)
     path = _checkpoint_file(o)
     state = ck.load_checkpoint(path, map_location="cpu")
-    ds = _dataset(o, state.get("options", {}))
+    stored = state.get("extra", {}).get("model_config") or state.get("model", {}).get("config") or {}
+    ds = _dataset(o, state.get("options", {}), stored.get("band_rows"))
+    if stored.get("band_rows") and o.band_mm is None:
+        rows_here = bd_rows_from_mm(ds)
+        if rows_here != int(stored["band_rows"]):
+            log.warning("the model was trained with a %d-row band; these blocks would give %d rows "
+                        "for its %.1f mm: using the trained %d rows", int(stored["band_rows"]),
+                        rows_here, ds.cfg.band_mm, int(stored["band_rows"]))
     model, state = load_trained_model(path, device, ds.cfg.image_size, ds.slice_geometry()[0], state)
     model.prepare_inference()  # folded spectral norms: same outputs up to rounding, faster
     grades = select_keys(o.vertebra_json, o.phase, "all", 3)

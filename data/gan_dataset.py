@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from data import band as bd
+from data.cams import CamReader
 from data.augment import apply_augment, draw_augment
 from data.intensity import hu_to_unit
 from data.splits import keys_of, parse_key, read_vertebra_json
@@ -63,6 +64,8 @@ class GanDataConfig:
     slice_fraction: float = 0.8
     aug_intensity: float = 0.0
     aug_shift_px: int = 0
+    allow_missing_cam: bool = False   # a vertebra without a CAM: zeros + warning instead of an error
+    band_rows: Optional[int] = None   # fixed band height in rows (a checkpoint's); None: from band_mm
 
 
 @dataclass
@@ -108,7 +111,8 @@ class HealthiVertDataset(Dataset):
         self.epoch = 0
         self._cache: "OrderedDict[str, _Block]" = OrderedDict()
         self._valid: Dict[Tuple[str, int], tuple] = {}
-        self._cam_warned = False
+        self._cams = CamReader(cfg.cam_folder, cfg.allow_missing_cam)
+        self._cams.check(self.keys)
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -135,20 +139,12 @@ class HealthiVertDataset(Dataset):
         return blk
 
     def _cam(self, key: str, shape) -> Optional[np.ndarray]:
-        if not self.cfg.cam_folder:
-            return None
-        path = Path(self.cfg.cam_folder) / f"{key}.nii.gz"
-        if not path.is_file():
-            if not self._cam_warned:
-                log.warning("no CAM %s (and possibly others): using zeros (network sees 1-CAM = 1)",
-                            path)
-                self._cam_warned = True
-            return None
-        from data.io import load_volume
-        cam = load_volume(path).array
-        if cam.shape != tuple(shape):
-            raise UserError(f"CAM shape {cam.shape} != block shape {tuple(shape)}", path)
-        return np.clip(cam, 0.0, 1.0).astype(np.float16)
+        cam = self._cams.load(key, shape)
+        return None if cam is None else cam.astype(np.float16)
+
+    def _band_rows(self, row_mm: float) -> int:
+        """Band height in rows: ``cfg.band_rows`` when given (a checkpoint's), else from mm."""
+        return int(self.cfg.band_rows) if self.cfg.band_rows else bd.band_rows_from_mm(self.cfg.band_mm, row_mm)
 
     @property
     def _axis(self) -> int:
@@ -204,7 +200,7 @@ class HealthiVertDataset(Dataset):
         _, lab, _, (sy, sx) = self._slice(blk, idx)
         min_px = bd.min_target_pixels(sy * sx)
         return bd.slice_is_valid(bd.clean_mask(lab == label, min_px), min_px,
-                                 bd.band_rows_from_mm(self.cfg.band_mm, sy))
+                                 self._band_rows(sy))
 
     # ------------------------------------------------------------------ samples
     def choose(self, index: int, blk: Optional[_Block] = None) -> int:
@@ -232,7 +228,7 @@ class HealthiVertDataset(Dataset):
         key = key or self.keys[0]
         blk = self.block(key)
         _, _, _, (sy, sx) = self._slice(blk, blk.ct.shape[self._axis] // 2)
-        return bd.band_rows_from_mm(self.cfg.band_mm, sy), (float(sy), float(sx))
+        return self._band_rows(sy), (float(sy), float(sx))
 
     def __getitem__(self, item) -> dict:
         """``item``: an index, or ``(epoch, index)`` (the epoch-aware sampler of train.py, so
@@ -251,7 +247,7 @@ class HealthiVertDataset(Dataset):
             rng = np.random.default_rng([self.cfg.seed, self.epoch, index, 1])
             p = draw_augment(rng, self.cfg.aug_intensity, self.cfg.aug_shift_px)
             img, lab, cam = apply_augment(p, img, lab, cam, IMAGE_FILL)
-        return make_sample(img, lab, cam, label, bd.band_rows_from_mm(self.cfg.band_mm, sy),
+        return make_sample(img, lab, cam, label, self._band_rows(sy),
                            bd.min_target_pixels(sy * sx), bd.slice_ratio(idx, lo, hi), key, idx)
 
 

@@ -29,6 +29,8 @@ class TestOptions:
     dataset_mode: Optional[str] = opt(None, "slice orientation (default: from the checkpoint)",
                                       choices=DATASET_MODES)
     cam_folder: Optional[str] = opt(None, "CAM folder (default: from the checkpoint)")
+    allow_missing_cam: bool = opt(False, "a vertebra without a CAM gets zeros and a warning "
+                                         "(default: error)")
     band_mm: Optional[float] = opt(None, "band height in mm (default: from the checkpoint)")
     image_size: Optional[int] = opt(None, "slice size (default: from the checkpoint)")
     slice_fit: Optional[str] = opt(None, "crop or resize (default: from the checkpoint)",

@@ -21,6 +21,8 @@ class DataOptions:
     phase: str = opt("train", "split to train on", choices=("train", "val", "test"))
     dataset_mode: str = opt("aligned_sagittal", "slice orientation", choices=DATASET_MODES)
     cam_folder: Optional[str] = opt(None, "folder of <key>.nii.gz CAMs in [0,1] (none: zeros)")
+    allow_missing_cam: bool = opt(False, "a vertebra without a CAM in --cam_folder gets zeros and a "
+                                         "warning (default: error)")
     band_mm: float = opt(40.0, "band (hole) height in mm; rows = round(band_mm / SI spacing)")
     vert_class: str = opt("normal", "train on healthy (normal) or fractured (abnormal) vertebrae",
                           choices=("normal", "abnormal", "all"))

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from data import band as bd
+from data.cams import CamReader
 from data.intensity import hu_to_unit
 from data.splits import keys_of, parse_key, read_vertebra_json
 from synthesis.compose import OutputRule
@@ -42,6 +43,7 @@ class SynthesisOptions:
     checkpoint: Optional[str] = None
     coronal_checkpoint: Optional[str] = None
     cam_folder: Optional[str] = None
+    allow_missing_cam: bool = False
     vertebra_json: Optional[str] = None
     phase: Sequence[str] = ("test",)
     device: str = "auto"
@@ -84,28 +86,14 @@ class BlockReader:
     """Loads blocks (and CAMs) as :class:`VertebraInput`; remembers each block's label Volume and
     HU array for writing, and records unusable keys in the summary."""
 
-    def __init__(self, dataroot: Path, cam_folder: Optional[str], summary: Summary):
+    def __init__(self, dataroot: Path, cam_folder: Optional[str], summary: Summary,
+                 allow_missing_cam: bool = False):
         self.root, self.summary = dataroot, summary
-        self.cam_dir = Path(cam_folder) if cam_folder else None
-        if self.cam_dir is not None and not self.cam_dir.is_dir():
-            raise UserError("--cam_folder is not a folder", self.cam_dir)
+        self.cams = CamReader(cam_folder, allow_missing_cam)
         self.refs: Dict[str, object] = {}
-        self._cam_warned = False
 
     def _cam(self, key: str, shape) -> Optional[np.ndarray]:
-        if self.cam_dir is None:
-            return None
-        p = self.cam_dir / f"{key}.nii.gz"
-        if not p.is_file():
-            if not self._cam_warned:
-                log.warning("no CAM %s (and possibly others): zeros (the network sees 1 - CAM = 1)", p)
-                self._cam_warned = True
-            return None
-        from data.io import load_volume
-        cam = np.asarray(load_volume(p).array, np.float32)
-        if cam.shape != tuple(shape):
-            raise UserError(f"CAM shape {cam.shape} != block shape {tuple(shape)}", p)
-        return np.clip(cam, 0.0, 1.0)
+        return self.cams.load(key, shape)
 
     def read(self, keys: Iterable[str]) -> Iterator[VertebraInput]:
         from straighten.blocks import load_block
@@ -255,7 +243,8 @@ def run_synthesis(opts: SynthesisOptions) -> List[dict]:
     if opts.paint_back:
         from synthesis.paint import PatientPainter
         painter = PatientPainter(root, Path(opts.raw_root), opts.paint_margin_mm)
-    reader = BlockReader(root, opts.cam_folder, summary)
+    reader = BlockReader(root, opts.cam_folder, summary, opts.allow_missing_cam)
+    reader.cams.check(todo)
     bar = tqdm(total=len(todo), unit="vertebra", disable=not opts.progress)
     for syn in synthesize_all(reader.read(todo), models, device, batch, opts.output_rule):
         ref, real_hu = reader.refs.pop(syn.key)

@@ -135,12 +135,27 @@ def test_cam_folder_and_missing_cam(blocks, tmp_path, caplog):
     cam = np.zeros((64, 64, 16), np.float32)
     cam[0:5] = 0.5                             # rows 0..4, shifted up by (x1 - a) = 2
     save_nifti(Volume(cam, np.eye(4)), cam_dir / "c1_20.nii.gz")
-    ds = HealthiVertDataset(_cfg(root, js, cam_folder=str(cam_dir), random_slices=False))
+    # a CAM folder that lacks vertebrae is an error naming the first missing map ...
+    with pytest.raises(UserError, match="allow_missing_cam") as exc:
+        HealthiVertDataset(_cfg(root, js, cam_folder=str(cam_dir), random_slices=False))
+    assert "c1_21.nii.gz" in str(exc.value)
+    # ... unless asked: then zeros and one warning
+    ds = HealthiVertDataset(_cfg(root, js, cam_folder=str(cam_dir), random_slices=False,
+                                 allow_missing_cam=True))
     s = ds[0]
     rows = torch.nonzero(s["CAM"][0, :, 0]).flatten().tolist()
     assert rows == [0, 1, 2] and float(s["CAM"].max()) == 0.5
     assert float(ds[1]["CAM"].abs().sum()) == 0            # missing -> zeros
     assert "CAM" in caplog.text
+
+
+def test_band_rows_fixed_by_the_checkpoint(tmp_path):
+    """test.py hands the dataset the trained band in rows: blocks at another spacing keep it."""
+    js = write_blocks(tmp_path, {"c1_20": 0}, spacing=(1.25, 1.0, 1.0))
+    derived = HealthiVertDataset(_cfg(tmp_path, js, band_mm=16, random_slices=False))[0]
+    assert int(derived["band_rows"]) == 13                  # 16 mm / 1.25 mm
+    fixed = HealthiVertDataset(_cfg(tmp_path, js, band_mm=16, band_rows=16, random_slices=False))[0]
+    assert int(fixed["band_rows"]) == 16 and int(fixed["mask"][0, :, 0].sum()) == 16
 
 
 def test_user_errors(tmp_path, blocks):
