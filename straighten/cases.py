@@ -5,6 +5,12 @@ Layouts: ``<dataroot>/raw/<case>/<case>.nii.gz`` (CT, optional), ``<case>_msk.ni
 absent), optionally ``<case>_subreg.nii.gz`` (VerSe sub-regions). The ``raw/`` level may be
 absent, and files may also lie flat in the folder. ``<case>_healthy*`` files are skipped unless
 asked for through the suffixes (``--ct_suffix _healthy --mask_suffix _healthy_msk``).
+
+The official VerSe naming is recognised as well, flat or as the download ships it
+(``rawdata/<sub>/`` for CTs, ``derivatives/<sub>/`` for masks and centroids):
+``<case>_ct.nii.gz`` (CT), ``<case>_seg-vert_msk.nii.gz`` (labels) and
+``<case>_seg-subreg_ctd.json`` (centroids), e.g. case ``sub-verse004`` or ``sub-gl003_dir-ax``, so
+the keys are ``<case>_<label>`` as in the VerSe grade files.
 """
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ from data.io import check_same_grid, load_ct, load_label, load_volume, replace_n
 from utils.errors import UserError
 
 DEFAULT_MASK_SUFFIXES = ("_msk", "_seg")
+VERSE_MASK, VERSE_CT, VERSE_CTD = "_seg-vert_msk", "_ct", "_seg-subreg_ctd.json"
 
 
 @dataclass
@@ -46,18 +53,45 @@ def find_cases(dataroot, mask_suffix: Optional[str] = None, ct_suffix: str = "",
         raise UserError("dataroot is not a folder", root)
     base = root / "raw" if (root / "raw").is_dir() else root
     suffixes = (mask_suffix,) if mask_suffix else DEFAULT_MASK_SUFFIXES
-    found = {}
+    found = {} if mask_suffix else _verse_cases(base)
+    verse_masks = {c.mask for c in found.values()}
     for suf in suffixes:
         for ext in (".nii.gz", ".nii"):
             for p in sorted(base.rglob(f"*{suf}{ext}")):
                 case = p.name[: -len(suf + ext)]
-                if not case or case in found:
+                if not case or case in found or p in verse_masks:
                     continue
                 if mask_suffix is None and (case.endswith("_healthy") or case.endswith("_subreg")):
                     continue
                 found[case] = CaseFiles(case, p, _nii(p.parent, case + ct_suffix),
                                         _json(p.parent, case, suf), _nii(p.parent, case + subreg_suffix))
     return [found[c] for c in sorted(found)]
+
+
+def _verse_ct(mask: Path, case: str) -> Optional[Path]:
+    """``<case>_ct`` beside the mask, or in the ``rawdata`` twin of its ``derivatives`` folder."""
+    p = _nii(mask.parent, case + VERSE_CT)
+    if p is not None:
+        return p
+    parts = list(mask.parent.parts)
+    for i in range(len(parts) - 1, -1, -1):
+        if parts[i] == "derivatives":
+            twin = Path(*parts[:i], "rawdata", *parts[i + 1:])
+            return _nii(twin, case + VERSE_CT)
+    return None
+
+
+def _verse_cases(base: Path) -> dict:
+    """Cases named the official VerSe way under ``base`` (module doc), by case id."""
+    found = {}
+    for ext in (".nii.gz", ".nii"):
+        for p in sorted(base.rglob(f"*{VERSE_MASK}{ext}")):
+            case = p.name[: -len(VERSE_MASK + ext)]
+            if not case or case in found:
+                continue
+            ctd = p.parent / f"{case}{VERSE_CTD}"
+            found[case] = CaseFiles(case, p, _verse_ct(p, case), ctd if ctd.is_file() else None, None)
+    return found
 
 
 def centroid_path(folder: Path, case: str, mask_suffix: str = "_msk") -> Path:
