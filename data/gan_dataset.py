@@ -23,7 +23,7 @@ import logging
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -41,6 +41,7 @@ from utils.errors import UserError
 log = logging.getLogger(__name__)
 
 DATASET_MODES = ("aligned_sagittal", "aligned_coronal")
+COARSE_TARGETS = ("healthy", "all")
 FIT_MODES = ("crop", "resize")
 IMAGE_FILL = -1.0  # [-1, 1] value for rows shifted in from beyond the image / canvas padding
 
@@ -66,6 +67,8 @@ class GanDataConfig:
     aug_shift_px: int = 0
     allow_missing_cam: bool = False   # a vertebra without a CAM: zeros + warning instead of an error
     band_rows: Optional[int] = None   # fixed band height in rows (a checkpoint's); None: from band_mm
+    coarse_target: str = "healthy"    # coarse-stage target: the patient's vertebrae graded <= max_grade
+                                      # (healthy, the paper's) or every other vertebra (all)
 
 
 @dataclass
@@ -111,6 +114,17 @@ class HealthiVertDataset(Dataset):
         self.epoch = 0
         self._cache: "OrderedDict[str, _Block]" = OrderedDict()
         self._valid: Dict[Tuple[str, int], tuple] = {}
+        if cfg.coarse_target not in COARSE_TARGETS:
+            raise UserError(f"unknown coarse target {cfg.coarse_target!r} (choose from {COARSE_TARGETS})")
+        # grades of every split: a vertebra's neighbours may be graded in the JSON only
+        self._fractured: Dict[str, List[int]] = {}
+        if cfg.coarse_target == "healthy" and cfg.vertebra_json:
+            splits = read_vertebra_json(cfg.vertebra_json)
+            for k, g in keys_of(splits, list(splits)).items():
+                if g > cfg.max_grade:
+                    c, lab = parse_key(k)
+                    self._fractured.setdefault(c, []).append(lab)
+        self._unusable: set = set()
         self._cams = CamReader(cfg.cam_folder, cfg.allow_missing_cam)
         self._cams.check(self.keys)
 
@@ -237,10 +251,20 @@ class HealthiVertDataset(Dataset):
             self.set_epoch(item[0])
             item = item[1]
         index = int(item)
-        key = self.keys[index]
+        for _ in range(len(self.keys)):
+            key = self.keys[index]
+            blk = self.block(key)
+            try:
+                idx = self.choose(index, blk)
+                break
+            except UserError as exc:  # one vertebra without a usable slice must not stop training
+                if key not in self._unusable:
+                    self._unusable.add(key)
+                    log.warning("%s; its samples are drawn from the next vertebra", exc)
+                index = (index + 1) % len(self.keys)
+        else:
+            raise UserError("no vertebra has a usable slice (see the warnings above)", self.root)
         label = parse_key(key)[1]
-        blk = self.block(key)
-        idx = self.choose(index, blk)
         lo, hi = self._candidates(key, label, blk)[3]
         img, lab, cam, (sy, sx) = self._slice(blk, idx)
         if self.cfg.random_slices and (self.cfg.aug_intensity > 0 or self.cfg.aug_shift_px > 0):
@@ -248,17 +272,27 @@ class HealthiVertDataset(Dataset):
             p = draw_augment(rng, self.cfg.aug_intensity, self.cfg.aug_shift_px)
             img, lab, cam = apply_augment(p, img, lab, cam, IMAGE_FILL)
         return make_sample(img, lab, cam, label, self._band_rows(sy),
-                           bd.min_target_pixels(sy * sx), bd.slice_ratio(idx, lo, hi), key, idx)
+                           bd.min_target_pixels(sy * sx), bd.slice_ratio(idx, lo, hi), key, idx,
+                           self._not_healthy(key))
+
+    def _not_healthy(self, key: str) -> List[int]:
+        """Labels of ``key``'s patient graded above ``max_grade`` (not coarse-stage targets)."""
+        return self._fractured.get(parse_key(key)[0], [])
 
 
 def make_sample(img: np.ndarray, lab: np.ndarray, cam: Optional[np.ndarray], label: int,
-                band_rows: int, min_px: int, ratio: float, key: str, slice_index: int) -> dict:
+                band_rows: int, min_px: int, ratio: float, key: str, slice_index: int,
+                not_healthy: Sequence[int] = ()) -> dict:
     """Build the GAN batch dict from one 2D slice: image ``(H, W)`` in [-1, 1], labels ``(H, W)``,
-    cam ``(H, W)`` in [0, 1] or None (zeros)."""
+    cam ``(H, W)`` in [0, 1] or None (zeros). ``normal_vert`` (the coarse stage's target) holds the
+    other vertebrae except the labels in ``not_healthy`` (the patient's fractured ones)."""
     h, w = img.shape
     tgt = bd.clean_mask(lab == label, min_px)
     x1, x2 = bd.target_rows(tgt)
-    neigh = ((lab != label) & (lab > 0)).astype(np.float32)
+    neigh = (lab != label) & (lab > 0)
+    if len(not_healthy):
+        neigh &= ~np.isin(lab, np.asarray(not_healthy))
+    neigh = neigh.astype(np.float32)
     cam = np.zeros((h, w), np.float32) if cam is None else cam.astype(np.float32)
     a = int(bd.band_top(x1, x2, band_rows, h))
     src = bd.context_source_rows([x1], [x2], [a], band_rows, h)

@@ -28,6 +28,9 @@ class DataOptions:
                           choices=("normal", "abnormal", "all"))
     healthy_max_grade: int = opt(1, "largest Genant grade counted as healthy (original 1)",
                                  choices=(0, 1, 2, 3))
+    coarse_target: str = opt("healthy", "coarse stage's segmentation target: the patient's other "
+                                        "vertebrae graded <= healthy_max_grade (healthy, the "
+                                        "paper's) or all of them", choices=("healthy", "all"))
     image_size: int = opt(256, "slice size in pixels")
     slice_fit: str = opt("crop", "blocks larger than --image_size: centre-crop (keeps mm per "
                                  "pixel) or resize (keeps the field of view)", choices=FIT_MODES)

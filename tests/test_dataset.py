@@ -166,9 +166,9 @@ def test_user_errors(tmp_path, blocks):
         HealthiVertDataset(_cfg(root, tmp_path / "missing.json"))
     with pytest.raises(UserError):
         HealthiVertDataset(_cfg(root, js, phase="test"))
-    # a target too tall for the band is rejected with a clear error
+    # targets too tall for the band: each is warned about, and when none is usable, a clear error
     ds = HealthiVertDataset(_cfg(root, js, band_mm=8, random_slices=False))
-    with pytest.raises(UserError, match="no slice"):
+    with pytest.raises(UserError, match="no vertebra has a usable slice"):
         ds[0]
 
 
@@ -202,3 +202,29 @@ def test_epoch_tuple_items_match_set_epoch(blocks):
     a = ds[1]
     b = HealthiVertDataset(_cfg(root, js, seed=2))[(5, 1)]
     assert a["slice_index"] == b["slice_index"] and torch.equal(a["A"], b["A"])
+
+
+def test_coarse_target_is_the_patients_healthy_vertebrae(tmp_path):
+    """The paper's coarse target: the other vertebrae graded <= healthy_max_grade; a fractured
+    neighbour (here L1 = 21, grade 2) is not a 'healthy neighbour' (--coarse_target all keeps it)."""
+    js = write_blocks(tmp_path, {"c1_20": 0, "c1_21": 2})
+    s = HealthiVertDataset(_cfg(tmp_path, js, random_slices=False))[0]
+    a = int(s["band_top"])
+    nv = s["normal_vert"][0, :, 30].numpy()
+    assert nv[:a].any() and not nv[a + 16:].any()          # upper kept, fractured lower dropped
+    s_all = HealthiVertDataset(_cfg(tmp_path, js, random_slices=False, coarse_target="all"))[0]
+    assert s_all["normal_vert"][0, a + 16:, 30].any()
+
+
+def test_vertebra_without_a_usable_slice_does_not_stop_training(tmp_path, caplog):
+    js = write_blocks(tmp_path, {"c1_20": 0, "c2_20": 0})
+    from data.io import load_label
+    p = tmp_path / "label" / "c1_20.nii.gz"
+    lab = load_label(p)
+    arr = lab.array.copy()
+    arr[arr == 20] = 0
+    arr[30:32, 20:22, 7:9] = 20                              # 4 voxels per slice: below 50 mm^2
+    save_nifti(lab.with_array(arr), p, dtype=np.uint8)
+    ds = HealthiVertDataset(_cfg(tmp_path, js, random_slices=False))
+    s = ds[0]
+    assert s["key"] == "c2_20" and "c1_20" in caplog.text

@@ -38,3 +38,18 @@ def test_batch_metrics_log_height_against_neighbours_and_own():
     assert row["height_error_ref_pct"] == 0.0
     assert row["height_gain_pct"] == 100.0 * 5 / 8
     assert abs(row["ref_error_pct"] - 62.5) < 1e-9
+
+
+def test_height_error_is_not_floored():
+    """An under-predicting head (11 rows for a 12-row healthy target) scores 8.3 %, not 0 (the
+    composite's H is floored at h, which hid every under-prediction)."""
+    img, lab = _slice()
+    lab = np.where(lab == 20, 0, lab)
+    lab[40:52, 10:38] = 20
+    s = make_sample(img, lab, None, 20, 24, 10, 0.0, "c_20", 0)
+    batch = {k: (v[None] if isinstance(v, torch.Tensor) and v.dim() > 0 else
+                 (torch.as_tensor([v]) if not isinstance(v, str) else [v])) for k, v in s.items()}
+    out = {"fake_B": batch["B"], "seg": batch["A_mask"], "height_pred": torch.tensor([12.0]),
+           "height_cont": torch.tensor([11.0])}
+    (row,) = batch_metrics(batch, out)
+    assert abs(row["height_error_pct"] - 100 / 12) < 1e-9 and row["height_error_composite_pct"] == 0

@@ -15,7 +15,7 @@ from evaluation.metrics import dice, height_error_pct, iou, psnr, ssim
 
 METRIC_COLUMNS = ("psnr_band", "ssim_band", "psnr_strip", "ssim_strip", "psnr_slice",
                   "ssim_slice", "dice", "iou", "height_true", "height_pred", "height_error_pct", "height_cont",
-                  "height_error_cont_pct", "height_ref", "height_error_ref_pct", "height_gain_pct",
+                  "height_error_cont_pct", "height_error_composite_pct", "height_ref", "height_error_ref_pct", "height_gain_pct",
                   "ref_error_pct")
 
 
@@ -76,6 +76,10 @@ def batch_metrics(batch: dict, out: dict) -> List[Dict[str, float]]:
                           seg[i], tmask[i], float(h_pred[i]), float(batch["height"][i]))
         m["height_cont"] = float(h_cont[i])
         m["height_error_cont_pct"] = height_error_pct(h_cont[i], float(batch["height"][i]))
+        # the head's own error: the composite's H is floored at the current height, so its error
+        # scores every under-prediction 0 (kept as height_error_composite_pct)
+        m["height_error_composite_pct"] = m["height_error_pct"]
+        m["height_error_pct"] = m["height_error_cont_pct"]
         # the neighbours' height: what a fractured target should be restored to, and how well it
         # predicts a healthy target's own height (the baseline the height head must beat)
         ref = neighbour_height_rows(nv[i], int(batch["band_top"][i]), int(batch["band_rows"][i]))
