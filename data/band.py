@@ -138,7 +138,9 @@ def slice_is_valid(clean2d: np.ndarray, min_px: int, band_rows: int) -> bool:
 
 def central_candidates(lo: int, hi: int, fraction: float = 0.8) -> Tuple[np.ndarray, np.ndarray]:
     """Slices of the central ``fraction`` of the extent ``[lo, hi)`` and triangular weights that
-    peak at the centre ``c = (lo + hi - 1) / 2`` (weights sum to 1). Returns ``(indices, weights)``."""
+    peak at the centre ``c = (lo + hi - 1) / 2`` and fall linearly to half the centre's weight at
+    the edge of the central range (``1 - 0.5 |z - c| / half``, the authors' sampling), normalised
+    to sum 1. Returns ``(indices, weights)``."""
     length = hi - lo
     if length <= 0:
         return np.zeros(0, np.int64), np.zeros(0)
@@ -148,7 +150,7 @@ def central_candidates(lo: int, hi: int, fraction: float = 0.8) -> Tuple[np.ndar
     z = z[np.abs(z - c) <= half]
     if z.size == 0:
         z = np.array([int(round(c))])
-    w = np.maximum(half + 1.0 - np.abs(z - c), 1e-6)
+    w = np.maximum(1.0 - 0.5 * np.abs(z - c) / half, 1e-6)
     return z.astype(np.int64), w / w.sum()
 
 

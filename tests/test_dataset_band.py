@@ -89,7 +89,9 @@ def test_candidates_triangular_and_ratio():
     z, w = bd.central_candidates(10, 30, 0.8)    # L = 20, centre 19.5, half-width 8
     assert z.min() == 12 and z.max() == 27
     assert np.isclose(w.sum(), 1) and w[np.argmin(np.abs(z - 19.5))] == w.max()
-    assert w[0] < w[len(w) // 2]
+    # linear fall to half the centre's weight at the edge of the central range (the authors')
+    np.testing.assert_allclose(w / w.max(), (1 - 0.5 * np.abs(z - 19.5) / 8) / (1 - 0.5 * 0.5 / 8))
+    assert 0.5 < w[0] / w.max() < 0.55
     assert bd.slice_ratio(19.5, 10, 30) == 0.0
     assert np.isclose(bd.slice_ratio(10, 10, 30), 0.95)
 
