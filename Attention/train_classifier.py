@@ -3,8 +3,14 @@ straightened blocks; the Grad-CAM stage (grad_CAM_3d_sagittal.py) loads its chec
 
 Run folder ``<checkpoints_dir>/<name>/``: ``options.json``, ``env.json``, ``tb/`` (TensorBoard),
 ``ckpt/latest.pth`` and ``ckpt/best.pth`` (complete dicts: net, optimizer, epoch, step, options,
-history, version), ``metrics.json`` (per-epoch val AUC, balanced accuracy, confusion matrix - per
-slice and per vertebra - and the best epoch).
+history, version), ``metrics.json`` (per-epoch selection-split AUC, balanced accuracy, confusion
+matrix - per slice and per vertebra - and the best epoch).
+
+Which split chooses ``best.pth`` (``--select_on``): ``inner`` (default) holds out about
+``--inner_fraction`` of the *training* patients (series of one patient together) and selects on
+them, so the validation split, whose CAMs feed the synthesis that is later scored on it, is never
+seen before it is scored; ``val`` selects on ``--phase_val`` (the original's, which leaks);
+``last`` keeps the last epoch (``best.pth`` = ``latest.pth``).
 
 Example (phantom, CPU, a few minutes)::
 
@@ -30,7 +36,7 @@ from tqdm import tqdm
 from Attention.classifier import ARCHS, build_classifier, make_checkpoint, read_checkpoint
 from Attention.dataset import Preproc, VertebraDataset, balanced_sampler, cache_blocks
 from Attention.metrics import classification_report
-from data.splits import keys_of, read_vertebra_json
+from data.splits import inner_split, keys_of, read_vertebra_json
 from utils.device import resolve_device
 from utils.errors import UserError, run_cli
 from utils.checkpoint import save_checkpoint
@@ -60,7 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     a("--slice_fraction", type=float, default=0.8,
       help="2D: train/validate on this central fraction of the slices containing the target")
     a("--phase_train", default="train", help="split(s) to train on, comma-separated")
-    a("--phase_val", default="val", help="split(s) to validate on, comma-separated")
+    a("--phase_val", default="val", help="split(s) to select on with --select_on val, comma-separated")
+    a("--select_on", choices=("inner", "val", "last"), default="inner",
+      help="checkpoint selection: inner = held-out training patients (val never seen), val = "
+           "--phase_val (the original's; leaks into val-scored results), last = last epoch")
+    a("--inner_fraction", type=float, default=0.2,
+      help="with --select_on inner: share of the training vertebrae (whole patients) held out")
     a("--batch_size", type=int, default=32, help="samples per step")
     a("--n_epochs", type=int, default=10, help="number of epochs")
     a("--samples_per_epoch", type=int, default=0, help="class-balanced draws per epoch (0 = training set size)")
@@ -98,10 +109,19 @@ def load_data(args, pre: Preproc, progress):
     if not Path(args.dataroot).is_dir():
         raise UserError("--dataroot folder not found", args.dataroot)
     splits = read_vertebra_json(vj)
+    train = keys_of(splits, args.phase_train.split(","))
+    if args.select_on == "inner":
+        fit, sel = inner_split(train, args.inner_fraction, args.seed)
+        parts = (({k: train[k] for k in fit}, "train (fit)", not args.no_augment),
+                 ({k: train[k] for k in sel}, "train (selection)", False))
+        log.info("selection on %d held-out training vertebrae of %d patients; %s never seen",
+                 len(sel), len({k.rsplit('_', 1)[0] for k in sel}), args.phase_val)
+    else:
+        parts = ((train, args.phase_train, not args.no_augment),
+                 (keys_of(splits, args.phase_val.split(",")), args.phase_val, False))
     sets = []
-    for phase, aug in ((args.phase_train, not args.no_augment), (args.phase_val, False)):
-        blocks = cache_blocks(args.dataroot, keys_of(splits, phase.split(",")), pre,
-                              progress=lambda it, d=phase: progress(it, desc=f"load {d}"))
+    for keys, desc, aug in parts:
+        blocks = cache_blocks(args.dataroot, keys, pre, progress=lambda it, d=desc: progress(it, desc=f"load {d}"))
         sets.append(VertebraDataset(blocks, args.dims, args.fracture_min_grade,
                                     args.slice_fraction, aug and args.shift_px > 0, args.shift_px))
     return sets
@@ -166,7 +186,7 @@ def main(argv=None) -> int:
     device = resolve_device(args.device)
     pre = Preproc(args.dims, args.image_size, args.crop or None, args.mask_margin_mm)
     train_ds, val_ds = load_data(args, pre, pbar)
-    log.info("train: %d samples (%d fractured), val: %d samples (%d fractured)", len(train_ds),
+    log.info("train: %d samples (%d fractured), selection: %d samples (%d fractured)", len(train_ds),
              int(train_ds.labels.sum()), len(val_ds), int(val_ds.labels.sum()))
     net = build_classifier(args.arch, args.dims).to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=args.weight_decay)
@@ -190,14 +210,14 @@ def main(argv=None) -> int:
                 if m[lvl][k] is not None:
                     tb.add_scalar(f"val_{lvl}/{k}", m[lvl][k], epoch)
         tb.add_scalar("train/loss", loss, epoch)
-        log.info("epoch %d loss %.4f val vertebra AUC %s bal.acc %.3f", epoch, loss,
+        log.info("epoch %d loss %.4f selection vertebra AUC %s bal.acc %.3f", epoch, loss,
                  m["vertebra"]["auc"], m["vertebra"]["balanced_accuracy"])
-        if score(m) > best["score"]:
+        if args.select_on == "last" or score(m) > best["score"]:
             best = {"epoch": epoch, "score": score(m), "val": m}
             save_checkpoint(make_checkpoint(net, opt, epoch, step, options, history, best), run / "ckpt" / "best.pth")
         save_checkpoint(make_checkpoint(net, opt, epoch, step, options, history, best), run / "ckpt" / "latest.pth")
         write_json(run / "metrics.json", {"best_epoch": best["epoch"], "best": best.get("val"),
-                                          "history": history})
+                                          "selected_on": args.select_on, "history": history})
     tb.close()
     print(json.dumps({"run": str(run), "best_epoch": best["epoch"],
                       "best_val_vertebra": (best.get("val") or {}).get("vertebra")}))

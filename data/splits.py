@@ -5,7 +5,10 @@ Format: ``{"train": {key: grade}, "val": {...}, "test": {...}}`` with keys ``<ca
 """
 from __future__ import annotations
 
+import re
 from typing import Dict, Iterable, Tuple
+
+import numpy as np
 
 from utils.errors import UserError
 from utils.fileio import read_json, write_json
@@ -70,3 +73,40 @@ def keys_of(splits: Dict[str, Dict[str, int]], phases: Iterable[str]) -> Dict[st
             raise UserError(f"split {ph!r} is not in the vertebra JSON (has {sorted(splits)})")
         out.update(splits[ph])
     return out
+
+
+# ---------------------------------------------------------------- patients
+# Series of one patient (VerSe19: sub-verse401_series0 / _series1) are one patient: CV folds and
+# inner selection splits group by it.
+DEFAULT_GROUP_REGEX = r"^(.*?)(?:[_-]series[_-]?\d+)?$"
+
+
+def patient_ids(cases, group_regex: str = DEFAULT_GROUP_REGEX) -> np.ndarray:
+    """Patient id of each case id: the first group of ``group_regex`` (default: the case id
+    without a trailing ``_seriesN`` / ``-series-N``); cases that do not match keep their id."""
+    rx = re.compile(group_regex)
+    out = []
+    for c in cases:
+        m = rx.match(str(c))
+        out.append(m.group(1) if m and m.groups() and m.group(1) else str(c))
+    return np.asarray(out)
+
+
+def inner_split(keys, fraction: float = 0.2, seed: int = 0, group_regex: str = DEFAULT_GROUP_REGEX):
+    """``(fit_keys, select_keys)``: vertebra keys split by *patient* (seeded), about ``fraction``
+    of the vertebrae in the selection part (at least one patient, at most all but one)."""
+    keys = sorted(keys)
+    pats = patient_ids([parse_key(k)[0] for k in keys], group_regex)
+    uniq = sorted(set(pats.tolist()))
+    if len(uniq) < 2:
+        raise UserError(f"an inner split needs at least two patients, got {len(uniq)}")
+    order = np.random.default_rng(seed).permutation(len(uniq))
+    chosen, n = set(), 0
+    for i in order:
+        if chosen and (n >= fraction * len(keys) or len(chosen) == len(uniq) - 1):
+            break
+        chosen.add(uniq[i])
+        n += int((pats == uniq[i]).sum())
+    sel = [k for k, p in zip(keys, pats) if p in chosen]
+    fit = [k for k, p in zip(keys, pats) if p not in chosen]
+    return fit, sel

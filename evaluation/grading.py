@@ -24,6 +24,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC, LinearSVC
 
+from data.splits import DEFAULT_GROUP_REGEX, patient_ids  # noqa: F401 (re-exported)
+
 GRADES = (0, 1, 2, 3)
 SVM_KINDS = ("svc_linear", "linear_svc")
 DEFAULT_C_GRID = (0.01, 0.1, 1.0, 10.0, 100.0)
@@ -172,21 +174,6 @@ def baseline_metrics(y_val, pred_val, n_boot: int = 1000, seed: int = 0) -> dict
 
 # a case id is one series of a patient: VerSe19 writes ``sub-verse401_series0`` and
 # ``sub-verse401_series1`` for two scans of patient ``sub-verse401``; the suffix is removed
-DEFAULT_GROUP_REGEX = r"^(.*?)(?:[_-]series[_-]?\d+)?$"
-
-
-def patient_ids(cases, group_regex: str = DEFAULT_GROUP_REGEX) -> np.ndarray:
-    """Patient id of each case id: the first group of ``group_regex`` (default: the case id
-    without a trailing ``_seriesN`` / ``-series-N``); cases that do not match keep their id."""
-    import re
-    rx = re.compile(group_regex)
-    out = []
-    for c in cases:
-        m = rx.match(str(c))
-        out.append(m.group(1) if m and m.groups() and m.group(1) else str(c))
-    return np.asarray(out)
-
-
 def split_table(df, features: Sequence[str], val_split: str = "val",
                 train_splits: Sequence[str] = ("train", "test"), case_col: str = "case",
                 group_regex: str = DEFAULT_GROUP_REGEX):

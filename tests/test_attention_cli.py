@@ -41,7 +41,7 @@ def exit_code(main, argv, capsys):
     return exc.value.code, err
 
 
-def test_train_writes_complete_run(trained):
+def test_train_writes_complete_run(blocks, trained):
     run = trained / "r"
     ck = torch.load(run / "ckpt" / "latest.pth", map_location="cpu", weights_only=False)
     assert {"net", "optimizer", "epoch", "options", "version", "history"} <= set(ck)
@@ -51,7 +51,20 @@ def test_train_writes_complete_run(trained):
     m = json.loads((run / "metrics.json").read_text())
     v = m["history"][-1]["vertebra"]
     assert set(v) >= {"auc", "balanced_accuracy", "confusion_matrix"}
-    assert np.array(v["confusion_matrix"]).sum() == v["n"] == 3
+    # selection on held-out *training* patients: the val split is never seen by the classifier
+    from data.splits import inner_split, read_vertebra_json
+    splits = read_vertebra_json(blocks / "vertebra_data.json")
+    _, sel = inner_split(splits["train"], 0.2, 3)
+    assert m["selected_on"] == "inner" and set(sel) <= set(splits["train"])
+    assert np.array(v["confusion_matrix"]).sum() == v["n"] == len(sel)
+
+
+def test_select_on_val_is_the_original(blocks, tmp_path):
+    assert tc.main(["--dataroot", str(blocks), "--checkpoints_dir", str(tmp_path), "--name", "v",
+                    "--n_epochs", "1", "--select_on", "val", *TRAIN]) == 0
+    m = json.loads((tmp_path / "v" / "metrics.json").read_text())
+    v = m["history"][-1]["vertebra"]
+    assert m["selected_on"] == "val" and np.array(v["confusion_matrix"]).sum() == v["n"] == 3
 
 
 def test_refuses_overwrite_then_continues(blocks, trained, capsys):
