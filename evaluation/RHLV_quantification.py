@@ -66,6 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--align_shift", type=int, default=6,
                    help="align the real body's axial footprint to the pseudo-healthy one by up to "
                         "this many voxels in AP/LR before measuring (0 disables; see heights.py)")
+    p.add_argument("--height_rule", choices=("ours", "original"), default="ours",
+                   help="original = the authors' rule exactly (evaluation/heights_original.py: LR slab "
+                        "from the real body, per-slice thirds, each body filtered by its own centre "
+                        "column at --column_ratio, per-part rescale; sagittal only); the paper row "
+                        "of reproduce_paper.sh uses it. ours = evaluation/heights.py")
     p.add_argument("--body", choices=BODIES, default="largest",
                    help="largest (default) = measure each body's largest 3D component, so islands "
                         "beside a synthesised body cannot move its thirds; all = every voxel (original)")
@@ -99,7 +104,7 @@ def main(argv=None) -> int:
             raise UserError("output must not be written inside an input folder", out)
     try:
         rule = HeightRule(args.lr_fraction, args.column_ratio, args.column_filter, "sagittal",
-                          args.rescale, args.align_shift, args.body)
+                          args.rescale, args.align_shift, args.body, args.height_rule)
     except ValueError as exc:
         raise UserError(str(exc)) from None
     df = rhlv_table(_items(args), args.label_dir, args.fake_dir, rule, coronal=args.coronal,

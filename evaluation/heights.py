@@ -66,6 +66,7 @@ class HeightRule:
     rescale: str = "none"
     align_shift_vox: int = 6
     body: str = "largest"
+    method: str = "ours"   # 'original': the authors' rule (evaluation.heights_original), sagittal only
 
     def __post_init__(self):
         if not 0 < self.lr_fraction <= 1:
@@ -78,6 +79,8 @@ class HeightRule:
             raise ValueError(f"rescale must be one of {RESCALES}")
         if self.body not in BODIES:
             raise ValueError(f"body must be one of {BODIES}")
+        if self.method not in ("ours", "original"):
+            raise ValueError("method must be 'ours' or 'original'")
 
 
 def target_mask(label_array: np.ndarray, label: int) -> np.ndarray:

@@ -91,7 +91,11 @@ def measure_files(real_path, fake_path, label: int, rule: HeightRule,
         raise EmptyBody(f"no pseudo-healthy body for label {label}", fake_path)
     if not ori.any():
         raise EmptyBody(f"label {label} is absent from the real block", real_path)
-    out = measure_pair(syn, ori, spacing, rule)
+    if getattr(rule, "method", "ours") == "original":
+        from evaluation.heights_original import measure_original
+        out = measure_original(syn, ori, spacing, rule.column_ratio)
+    else:
+        out = measure_pair(syn, ori, spacing, rule)
     if plausibility is not None:
         out["implausible"] = implausible_reasons(fake_vol.array, real_vol.array, label, spacing,
                                                  plausibility)
@@ -115,6 +119,9 @@ def rhlv_row(key: str, label_dir, fake_dir, rule: HeightRule, split: Optional[st
     row.update(_columns("", sag))
     reasons = list(sag.get("implausible", []))
     if coronal:
+        if rule.method == "original":
+            raise UserError("--height_rule original reproduces the authors' sagittal rule only; "
+                            "drop --coronal or use --height_rule ours")
         rc = rule_cor or HeightRule(rule.lr_fraction, rule.column_ratio, rule.column_filter,
                                     "coronal", rule.rescale, rule.align_shift_vox, rule.body)
         fake_c = block_path(fake_dir_cor or fake_dir, key)

@@ -8,7 +8,10 @@
 # OUT:      output folder (default results/paper_repro); nothing is written elsewhere.
 # Environment: PYTHON (default .venv/bin/python), DEVICE (auto), FUSION=1 also trains the
 # coronal model and adds the 2.5D (6-feature) grading; EPOCHS / EPOCHS_DECAY override the
-# preset's 200 / 800 for a shorter run (leave unset to reproduce the paper).
+# preset's 200 / 800 for a shorter run (leave unset to reproduce the paper); SYNTHESIS_PRESET=paper
+# writes the synthesis with the authors' output rule (composite as is) instead of ours.
+# The authors' protocol row grades the authors' RHLV rule (OUT/rhlv_original.csv,
+# RHLV_quantification.py --height_rule original); the sound row grades ours (OUT/rhlv.csv).
 #
 # Paper table / figure  ->  output file
 #   Tab. synthesis (SSIM/PSNR, Dice/IoU/RVD, val grade 0) -> OUT/generation/generation_summary.csv
@@ -67,7 +70,7 @@ fi
 echo "== 4. 3D pseudo-healthy synthesis of every vertebra (train, val, test: the SVM needs all)"
 $PY eval_3d_sagittal_twostage.py --checkpoint "$OUT/checkpoints/healthivert_paper" \
   --dataroot "$OUT/straight" --cam_folder "$OUT/cam" --vertebra_json "$VJ" \
-  --phase train val test --results_dir "$OUT/synthesis" --device "$DEVICE"
+  --phase train val test --results_dir "$OUT/synthesis" --device "$DEVICE" --preset "${SYNTHESIS_PRESET:-default}"
 COR_FLAGS=()
 if [[ ${FUSION:-0} == 1 ]]; then
   $PY eval_3d_sagittal_twostage.py --coronal_checkpoint "$OUT/checkpoints/healthivert_paper_cor" \
@@ -76,7 +79,10 @@ if [[ ${FUSION:-0} == 1 ]]; then
   COR_FLAGS=(--coronal --fake_dir_cor "$OUT/synthesis_cor/label_fake")
 fi
 
-echo "== 5. RHLV, height-loss maps, morphometry baseline"
+echo "== 5. RHLV (the authors' rule for the paper row, ours for the sound one), height-loss maps, morphometry baseline"
+$PY evaluation/RHLV_quantification.py --label_dir "$OUT/straight/label" \
+  --fake_dir "$OUT/synthesis/label_fake" --vertebra_json "$VJ" --phases train val test \
+  --output "$OUT/rhlv_original.csv" --height_rule original --column_ratio 0.7 --body all --skip_missing
 $PY evaluation/RHLV_quantification.py --label_dir "$OUT/straight/label" \
   --fake_dir "$OUT/synthesis/label_fake" --vertebra_json "$VJ" --phases train val test \
   --output "$OUT/rhlv.csv" --lr_fraction 0.4 --column_ratio 0.7 --column_filter syn \
@@ -88,7 +94,7 @@ $PY evaluation/morphometry.py --label_dir "$OUT/straight/label" --vertebra_json 
   --output "$OUT/morphometry.csv" --skip_missing
 
 echo "== 6. SVM grading: the authors' protocol and the sound one (default)"
-$PY evaluation/SVM_grading.py --rhlv_csv "$OUT/rhlv.csv" --output_dir "$OUT/grading" \
+$PY evaluation/SVM_grading.py --rhlv_csv "$OUT/rhlv_original.csv" --output_dir "$OUT/grading" \
   --protocol original --C 1.0 --n_splits 5 --svm svc_linear --morphometry_csv "$OUT/morphometry.csv"
 $PY evaluation/SVM_grading.py --rhlv_csv "$OUT/rhlv.csv" --output_dir "$OUT/grading" \
   --protocol sound --n_splits 5 --inner_splits 3 --svm svc_linear \
