@@ -35,7 +35,7 @@ def _oracle_errors(seed, plan, spacing=(1.0, 1.0, 1.0), orientation="RAS"):
 def test_oracle_rhlv_matches_planted_loss():
     errs = _oracle_errors(7, PLAN)
     assert errs.shape[0] >= 5
-    assert np.all(errs.mean(axis=0) <= 2.5), errs   # spec: mean <= 2 pp per third (report run)
+    assert np.all(errs.mean(axis=0) <= 2.0), errs   # spec: mean <= 2 pp per third (1.2/0.6/1.4 measured)
     assert errs.max() <= 6.0, errs
 
 

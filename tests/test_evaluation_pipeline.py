@@ -41,11 +41,21 @@ def test_composite_identity_and_push_apart():
 
 
 def test_copy_baseline_restores_healthy_height():
-    ct, lab = _spine_blocks(target_loss=0.0)
+    """A 40 % wedge-fractured target is rebuilt from its healthy neighbours: the restored body
+    matches the healthy twin (not the fractured one) and regains the lost anterior height."""
+    from evaluation.heights import HeightRule, measure_own
+    from evaluation.metrics import dice
+    _, healthy = _spine_blocks(target_loss=0.0)
+    ct, lab = _spine_blocks(target_loss=0.4)
+    rule = HeightRule(column_filter="none")
+    h_frac = measure_own(lab == 20, (1, 1, 1), rule)
+    h_true = measure_own(healthy == 20, (1, 1, 1), rule)
+    assert h_frac[0] < 0.75 * h_true[0]                      # the fracture is there to restore
     for method in ("copy", "interp"):
         c, l = baseline_block(ct, lab, 20, method, {19: True, 21: True})
-        from evaluation.metrics import dice
-        assert dice(l == 20, lab == 20) > 0.95
+        h = measure_own(l == 20, (1, 1, 1), rule)
+        np.testing.assert_allclose(h, h_true, rtol=0.05)
+        assert dice(l == 20, healthy == 20) > 0.9 > dice(lab == 20, healthy == 20)
         assert c.dtype == np.float32 and c.shape == ct.shape
 
 
