@@ -37,8 +37,11 @@ def test_checkpoint_roundtrip_gives_identical_outputs_and_training(tmp_path):
     l1, l2 = _steps(m1, b, 1), _steps(m2, b, 1)
     for k in l1:
         assert torch.equal(l1[k], l2[k]), k
-    for (n, p), q in zip(m1.netG.named_parameters(), m2.netG.parameters()):
-        assert torch.equal(p, q), n
+    # every network (generator and the three discriminators), parameters and buffers
+    for name, net in m1.networks().items():
+        other = m2.networks()[name]
+        for (n, p), q in zip(net.state_dict().items(), other.state_dict().values()):
+            assert torch.equal(p, q), f"{name}.{n}"
 
 
 def test_prepare_inference_keeps_outputs_and_locks_training():
