@@ -126,7 +126,6 @@ def test_cam_for_block_covers_every_target_slice(dims, norm):
         assert np.all(vol[:, :, outside] == 0)
         if norm == "slice":
             assert all(np.isclose(vol[:, :, k].max(), 1.0) for k in ks)
-    assert isinstance(pointing_hit(vol, target), bool)
 
 
 def test_crop_window_is_zero_outside():
