@@ -67,6 +67,7 @@ class ModelConfig:
     lr: float = 2e-4
     beta1: float = 0.5
     beta2: float = 0.999
+    ema_decay: float = 0.0
     amp: bool = False
 
     def __post_init__(self) -> None:
@@ -88,6 +89,8 @@ class ModelConfig:
                              f">= {dmin} rows)")
         if self.local_width < dmin:
             raise ValueError(f"local_cols must be >= {dmin}, got {self.local_cols}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.ngf < 2 or self.ngf % 2 or self.ndf < 1:
             raise ValueError(f"ngf must be even and >= 2 and ndf >= 1 (got {self.ngf}, {self.ndf})")
 

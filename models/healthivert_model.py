@@ -53,6 +53,11 @@ class HealthiVertModel:
         self.use_amp = bool(cfg.amp and self.device.type == "cuda")
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self._run = {"netG": self.netG, **{n: getattr(self, n) for n in D_NAMES}}
+        # the EMA generator: an exponential moving average of netG's weights (inference only)
+        self.netG_ema = None
+        if cfg.ema_decay > 0:
+            import copy
+            self.netG_ema = copy.deepcopy(self.netG).eval().requires_grad_(False)
         self.inp: Dict[str, torch.Tensor] = {}
         self.out: Dict[str, torch.Tensor] = {}
         self.loss: Dict[str, torch.Tensor] = {}
@@ -216,6 +221,18 @@ class HealthiVertModel:
         self.scaler.step(self.optimizer_G)
         self.scaler.update()
         self._set_d_grad(True)
+        self.update_ema()
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        """netG_ema <- decay * netG_ema + (1 - decay) * netG (parameters); buffers copied."""
+        if self.netG_ema is None:
+            return
+        d = float(self.cfg.ema_decay)
+        for pe, p in zip(self.netG_ema.parameters(), self.netG.parameters()):
+            pe.lerp_(p.detach(), 1.0 - d)
+        for be, b in zip(self.netG_ema.buffers(), self.netG.buffers()):
+            be.copy_(b)
 
     def compute_losses(self) -> Dict[str, torch.Tensor]:
         """Forward + all losses without stepping (validation; call :meth:`eval` first so the
@@ -278,6 +295,8 @@ class HealthiVertModel:
             raise RuntimeError("model was prepared for inference only; its weights are not a checkpoint")
         sd = {"version": CKPT_VERSION, "config": self.cfg.to_dict()}
         sd.update({name: m.state_dict() for name, m in self.networks().items()})
+        if self.netG_ema is not None:
+            sd["netG_ema"] = self.netG_ema.state_dict()
         sd.update(optimizer_G=self.optimizer_G.state_dict(),
                   optimizer_D=self.optimizer_D.state_dict(), scaler=self.scaler.state_dict())
         return sd
@@ -296,6 +315,8 @@ class HealthiVertModel:
                     raise ValueError(f"checkpoint has no {name!r}")
                 continue
             m.load_state_dict(sd[name], strict=strict)
+        if self.netG_ema is not None:
+            self.netG_ema.load_state_dict(sd.get("netG_ema", sd["netG"]), strict=strict)
         for name in ("optimizer_G", "optimizer_D", "scaler"):
             if name not in sd:
                 if strict:

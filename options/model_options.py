@@ -39,6 +39,8 @@ HELP = {
     "lr": "Adam learning rate (G and each D)",
     "beta1": "Adam beta1",
     "beta2": "Adam beta2",
+    "ema_decay": "keep an exponential moving average of the generator's weights with this decay "
+                 "(0 = off, the paper; e.g. 0.999) and synthesise with it",
 }
 
 

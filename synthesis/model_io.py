@@ -7,7 +7,8 @@ run's ``dataset_mode`` option, the block fitting from ``slice_fit``, ``image_siz
 :class:`models.config.ModelConfig` (the same band rows as training -- the original's 41-row mask at
 inference is not repeated). A missing file, a file that is not a checkpoint, a checkpoint without
 generator weights, weights that do not fit the stored architecture, or a checkpoint of the other
-view are each a one-line :class:`~utils.errors.UserError`.
+view are each a one-line :class:`~utils.errors.UserError`. A run trained with ``--ema_decay``
+is synthesised with its moving-average generator (``netG_ema``).
 """
 from __future__ import annotations
 
@@ -66,15 +67,18 @@ def load_generator(path, device, expect_view: str) -> LoadedModel:
     if view != expect_view:
         other = "--coronal_checkpoint" if view == "coronal" else "--checkpoint"
         raise UserError(f"checkpoint was trained on {view} slices, not {expect_view} (pass it as {other})", p)
-    model = HealthiVertModel(cfg, device)
+    import dataclasses
+    model = HealthiVertModel(dataclasses.replace(cfg, ema_decay=0.0), device)  # inference: one G
+    weights = "netG_ema" if "netG_ema" in state else "netG"  # the EMA weights when trained with them
     try:
-        model.netG.load_state_dict(state["netG"], strict=True)
+        model.netG.load_state_dict(state[weights], strict=True)
     except (RuntimeError, KeyError, ValueError) as exc:
         raise UserError(f"checkpoint does not fit the model ({str(exc).splitlines()[0][:200]})", p) from None
     model.prepare_inference()  # eval + folded spectral norms (+ channels-last on CPU)
     band_mm = options.get("band_mm")
-    log.info("%s model %s: epoch %s, image %d px, band %d rows%s", view, p, ckpt.get("epoch", "?"),
-             cfg.image_size, cfg.band_rows, f" ({band_mm} mm)" if band_mm else "")
+    log.info("%s model %s: epoch %s, image %d px, band %d rows%s%s", view, p, ckpt.get("epoch", "?"),
+             cfg.image_size, cfg.band_rows, f" ({band_mm} mm)" if band_mm else "",
+             ", EMA weights" if weights == "netG_ema" else "")
     return LoadedModel(model, view, int(cfg.image_size), int(cfg.band_rows),
                        float(band_mm) if band_mm is not None else None,
                        options.get("slice_fit"), bool(cfg.use_cam and options.get("cam_folder")), p, options)
