@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "from the real body, per-slice thirds, each body filtered by its own centre "
                         "column at --column_ratio, per-part rescale; sagittal only); the paper row "
                         "of reproduce_paper.sh uses it. ours = evaluation/heights.py")
+    p.add_argument("--coronal_thirds", choices=("lr", "ap"), default="lr",
+                   help="with --coronal: lr = left/middle/right thirds over the central AP slab (the "
+                        "authors'), ap = A/M/P thirds over the central LR slab")
     p.add_argument("--body", choices=BODIES, default="largest",
                    help="largest (default) = measure each body's largest 3D component, so islands "
                         "beside a synthesised body cannot move its thirds; all = every voxel (original)")
@@ -104,7 +107,8 @@ def main(argv=None) -> int:
             raise UserError("output must not be written inside an input folder", out)
     try:
         rule = HeightRule(args.lr_fraction, args.column_ratio, args.column_filter, "sagittal",
-                          args.rescale, args.align_shift, args.body, args.height_rule)
+                          args.rescale, args.align_shift, args.body, args.height_rule,
+                          args.coronal_thirds)
     except ValueError as exc:
         raise UserError(str(exc)) from None
     df = rhlv_table(_items(args), args.label_dir, args.fake_dir, rule, coronal=args.coronal,

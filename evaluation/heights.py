@@ -35,7 +35,11 @@ The rule (kept from the original, each step documented):
    posterior, a detached fragment) cannot stretch the AP extent that defines the thirds -- one
    posterior island made a whole posterior third 1-5 mm tall in the phantom study (issue #12).
    ``"all"`` (the original) measures every foreground voxel.
-8. **RHLV** = (H_syn − H_ori) / H_syn per third. Rescaling (``rescale``): ``"none"`` (default,
+8. **Coronal plane** (``plane='coronal'``): ``coronal_thirds='lr'`` (default, the authors') splits
+   the body into left / middle / right thirds over the central 40 % of its AP depth (the columns
+   ``a, m, p`` then name the first, middle and last LR third); ``'ap'`` keeps A/M/P thirds over
+   the central LR slab with a coronal centre column.
+9. **RHLV** = (H_syn − H_ori) / H_syn per third. Rescaling (``rescale``): ``"none"`` (default,
    a shorter synthetic body gives a negative RHLV and shows the synthesis error) or
    ``"original"`` (the original's: if a synthetic third is shorter than the real one, scale all
    three synthetic heights up by the largest H_ori / H_syn ratio, so no RHLV is negative).
@@ -67,6 +71,8 @@ class HeightRule:
     align_shift_vox: int = 6
     body: str = "largest"
     method: str = "ours"   # 'original': the authors' rule (evaluation.heights_original), sagittal only
+    coronal_thirds: str = "lr"  # coronal plane: 'lr' = left/middle/right thirds over the central AP
+                                # slab (the authors'); 'ap' = A/M/P thirds over the central LR slab
 
     def __post_init__(self):
         if not 0 < self.lr_fraction <= 1:
@@ -79,6 +85,8 @@ class HeightRule:
             raise ValueError(f"rescale must be one of {RESCALES}")
         if self.body not in BODIES:
             raise ValueError(f"body must be one of {BODIES}")
+        if self.coronal_thirds not in ("lr", "ap"):
+            raise ValueError("coronal_thirds must be 'lr' or 'ap'")
         if self.method not in ("ours", "original"):
             raise ValueError("method must be 'ours' or 'original'")
 
@@ -222,6 +230,14 @@ def measure_pair(syn_mask: np.ndarray, ori_mask: np.ndarray, spacing_mm: Sequenc
         raise ValueError("synthetic (pseudo-healthy) mask is empty")
     if rule.body == "largest":
         syn, ori = largest_component(syn), largest_component(ori)
+    if rule.plane == "coronal" and rule.coronal_thirds == "lr":
+        # the authors' coronal RHLV: the same rule with LR and AP swapped (thirds across LR,
+        # slab = the central AP fraction, centre column = the middle of the LR extent)
+        from dataclasses import replace
+        r = measure_pair(np.swapaxes(syn, 1, 2), np.swapaxes(ori, 1, 2),
+                         (spacing_mm[0], spacing_mm[2], spacing_mm[1]), replace(rule, plane="sagittal"))
+        r["shift_vox"] = tuple(reversed(r["shift_vox"]))
+        return r
     ori, shift = align_footprint(syn, ori, rule.align_shift_vox)
     h_syn = column_heights_mm(syn, spacing_mm[0])
     h_ori = column_heights_mm(ori, spacing_mm[0])

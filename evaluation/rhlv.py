@@ -122,8 +122,8 @@ def rhlv_row(key: str, label_dir, fake_dir, rule: HeightRule, split: Optional[st
         if rule.method == "original":
             raise UserError("--height_rule original reproduces the authors' sagittal rule only; "
                             "drop --coronal or use --height_rule ours")
-        rc = rule_cor or HeightRule(rule.lr_fraction, rule.column_ratio, rule.column_filter,
-                                    "coronal", rule.rescale, rule.align_shift_vox, rule.body)
+        from dataclasses import replace
+        rc = rule_cor or replace(rule, plane="coronal")
         fake_c = block_path(fake_dir_cor or fake_dir, key)
         cor = measure_files(real, fake_c, label, rc, plausibility)
         row.update(_columns("_cor", cor))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from evaluation.heights import HeightRule, measure_own
+from evaluation.heights import HeightRule, measure_own, measure_pair
 from evaluation.plausibility import implausible_reasons
 
 
@@ -55,3 +55,16 @@ def test_small_footprint_is_named():
     fake = real.copy()
     fake[30:54, 20:30, 15:25] = 20                 # 100 mm^2 vs 720 mm^2
     assert any("footprint 0.14" in r for r in implausible_reasons(fake, real, 20, (1, 1, 1)))
+
+
+def test_coronal_thirds_are_left_middle_right_as_the_authors():
+    """A lateral wedge (the left third 6 mm shorter) shows in the first coronal third with the
+    authors' LR thirds, and not at all in A/M/P thirds over the central LR slab."""
+    syn = np.zeros((40, 40, 40), bool)
+    syn[8:32, 5:35, 5:35] = True                       # 24 tall, AP 5-34, LR 5-34
+    ori = syn.copy()
+    ori[8:14, 5:35, 5:14] = False                      # LR 5-13 (9 of the first third's 10) 18 tall
+    lr = measure_pair(syn, ori, (1, 1, 1), HeightRule(plane="coronal"))["RHLV"]
+    np.testing.assert_allclose(lr, [0.9 * 6 / 24, 0.0, 0.0], atol=1e-9)
+    ap = measure_pair(syn, ori, (1, 1, 1), HeightRule(plane="coronal", coronal_thirds="ap"))["RHLV"]
+    np.testing.assert_allclose(ap, 0.0, atol=1e-9)
