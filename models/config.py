@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Dict
 
 L1_NORMS = ("per_sample", "original")
+EDGE_OPERATORS = ("sobel_clip", "sobel_normalised")
 L1_BAND_SCALE = 200.0 / 12.0  # original's 1280 / batch * (band / H) at its batch size 12
 
 
@@ -68,6 +69,9 @@ class ModelConfig:
     beta1: float = 0.5
     beta2: float = 0.999
     ema_decay: float = 0.0
+    edge_operator: str = "sobel_clip"
+    adv_coarse: bool = False
+    hole_fill: float = -1.0
     amp: bool = False
 
     def __post_init__(self) -> None:
@@ -89,6 +93,10 @@ class ModelConfig:
                              f">= {dmin} rows)")
         if self.local_width < dmin:
             raise ValueError(f"local_cols must be >= {dmin}, got {self.local_cols}")
+        if self.edge_operator not in EDGE_OPERATORS:
+            raise ValueError(f"edge_operator must be one of {EDGE_OPERATORS}, got {self.edge_operator!r}")
+        if not -1.0 <= self.hole_fill <= 1.0:
+            raise ValueError(f"hole_fill must be in [-1, 1], got {self.hole_fill}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.ngf < 2 or self.ngf % 2 or self.ndf < 1:

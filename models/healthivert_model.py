@@ -127,6 +127,9 @@ class HealthiVertModel:
         img = lambda k: batch[k].to(dev, torch.float32, non_blocking=True)  # noqa: E731
         vec = lambda k: torch.as_tensor(batch[k]).to(dev).reshape(-1)  # noqa: E731
         self.inp = {k: img(k) for k in ("A", "B", "mask", "A_mask", "normal_vert")}
+        # the hole: band rows of the input take hole_fill (paper -1), whatever the batch holds
+        self.inp["A"] = torch.where(self.inp["mask"] > 0.5, torch.full_like(self.inp["A"], self.cfg.hole_fill),
+                                    self.inp["A"])
         self.inp["CAM"] = img("CAM") if "CAM" in batch else torch.zeros_like(self.inp["A"])
         self.inp["slice_ratio"] = vec("slice_ratio").float()
         for k in ("x1", "x2", "band_top"):
@@ -161,9 +164,10 @@ class HealthiVertModel:
     def _d_losses(self, wrapped: bool = True) -> torch.Tensor:
         o, x = self.out, self.inp
         run = self._run if wrapped else self.networks()
-        pairs = {"netD_global": (x["B"], [o["fine_comp"], o["coarse_comp"]]),
+        coarse = self.cfg.adv_coarse  # the paper scores the fine outputs only
+        pairs = {"netD_global": (x["B"], [o["fine_comp"]] + ([o["coarse_comp"]] if coarse else [])),
                  "netD_shape": (x["A_mask"], [o["fine_seg_comp"]]),
-                 "netD_local": (o["real_local"], [o["fine_local"], o["coarse_local"]])}
+                 "netD_local": (o["real_local"], [o["fine_local"]] + ([o["coarse_local"]] if coarse else []))}
         total = 0.0
         with self._autocast():
             for name, (real, fakes) in pairs.items():
@@ -179,9 +183,10 @@ class HealthiVertModel:
         cfg, o, x = self.cfg, self.out, self.inp
         Dg, Ds, Dl = self.netD_global, self.netD_shape, self.netD_local  # unwrapped, frozen
         with self._autocast():
-            gan = (L.gan_loss(Dg(o["fine_comp"]), True) + L.gan_loss(Dg(o["coarse_comp"]), True)
-                   + L.gan_loss(Dl(o["fine_local"]), True) + L.gan_loss(Dl(o["coarse_local"]), True)
+            gan = (L.gan_loss(Dg(o["fine_comp"]), True) + L.gan_loss(Dl(o["fine_local"]), True)
                    + L.gan_loss(Ds(o["fine_seg_comp"]), True))
+            if cfg.adv_coarse:  # ours before: the coarse composites are scored too (5 terms)
+                gan = gan + L.gan_loss(Dg(o["coarse_comp"]), True) + L.gan_loss(Dl(o["coarse_local"]), True)
         zero = torch.zeros((), device=self.device)
         terms = {
             "G_GAN": cfg.gan_weight * gan,
@@ -191,7 +196,8 @@ class HealthiVertModel:
             "G_dice_coarse": cfg.lambda_dice_coarse * (1 - L.soft_dice(o["coarse_seg"],
                                                                        x["normal_vert"])),
             "G_edge": (cfg.lambda_edge * L.edge_loss(o["fine_seg_comp"], x["A_mask"],
-                                                     cfg.edge_on_binary) if cfg.use_edge else zero),
+                                                     cfg.edge_on_binary, cfg.edge_operator)
+                       if cfg.use_edge else zero),
             "G_height": (cfg.lambda_height * sum(L.height_loss(o[f"{s}_height"], x["h"],
                                                                cfg.band_rows)
                                                  for s in ("coarse", "fine"))
@@ -258,7 +264,7 @@ class HealthiVertModel:
         v = {"real_A": x["A"], "fake_B": o["fine_comp"], "real_B": x["B"], "CAM": x["CAM"],
              "fake_B_mask_raw": o["fine_seg"], "fake_B_coarse": o["coarse_img"],
              "coarse_seg_binary": (o["coarse_seg"] > 0.5).float(), "normal_vert": x["normal_vert"],
-             "mask": x["mask"], "real_edges": L.sobel_magnitude(x["A_mask"]),
+             "mask": x["mask"], "real_edges": L.edge_map(x["A_mask"], self.cfg.edge_operator),
              "fake_B_local": o["fine_local"]}
         return {k: t.detach().float() for k, t in v.items()}
 

@@ -68,13 +68,21 @@ def sobel_magnitude(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     return torch.sqrt(g.pow(2).sum(1, keepdim=True) + eps)
 
 
+def edge_map(x: torch.Tensor, operator: str = "sobel_clip") -> torch.Tensor:
+    """The EEM edge map: ``sobel_clip`` (the authors': unnormalised Sobel magnitude, clipped at 1)
+    or ``sobel_normalised`` (:func:`sobel_magnitude`, kernel / 8)."""
+    if operator == "sobel_clip":
+        return (8.0 * sobel_magnitude(x)).clamp(max=1.0)
+    return sobel_magnitude(x)
+
+
 def edge_loss(pred_seg: torch.Tensor, target_mask: torch.Tensor,
-              on_binary: bool = False) -> torch.Tensor:
-    """EEM: MSE(Sobel(pred), Sobel(target)). ``on_binary`` thresholds pred at 0.5 first, which
+              on_binary: bool = False, operator: str = "sobel_clip") -> torch.Tensor:
+    """EEM: MSE(edges(pred), edges(target)). ``on_binary`` thresholds pred at 0.5 first, which
     (as in the original) makes the gradient exactly zero."""
     if on_binary:
         pred_seg = (pred_seg.detach() > 0.5).float()
-    return F.mse_loss(sobel_magnitude(pred_seg), sobel_magnitude(target_mask))
+    return F.mse_loss(edge_map(pred_seg, operator), edge_map(target_mask, operator))
 
 
 def height_loss(height_sigmoid: torch.Tensor, h: torch.Tensor, band_rows: int) -> torch.Tensor:

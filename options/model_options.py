@@ -41,6 +41,11 @@ HELP = {
     "beta2": "Adam beta2",
     "ema_decay": "keep an exponential moving average of the generator's weights with this decay "
                  "(0 = off, the paper; e.g. 0.999) and synthesise with it",
+    "edge_operator": "EEM edge map: sobel_clip (the authors': raw Sobel magnitude clipped at 1) or "
+                     "sobel_normalised (kernel / 8, a quarter of the squared scale)",
+    "adv_coarse": "also score the coarse composites by the global and local discriminators (5 "
+                  "adversarial terms instead of the paper's 3)",
+    "hole_fill": "value of the band (hole) rows in the generator input, in [-1, 1] units (paper -1)",
 }
 
 

@@ -228,3 +228,28 @@ def test_synthesis_loads_the_ema_generator(tmp_path):
     ref.prepare_inference()
     b = make_batch(1, 64, 24, seed=5)
     torch.testing.assert_close(lm.model.infer(b)["fake_B_raw"], ref.infer(b)["fake_B_raw"])
+
+
+def test_paper_adversarial_terms_hole_fill_and_edge_scale(monkeypatch):
+    """The paper's G has 3 adversarial terms (fine composite, fine band, fine shape; --adv_coarse
+    adds the 2 coarse ones), its hole rows are -1, and its edge map is the raw Sobel clipped at 1."""
+    from models import losses as L
+    b = make_batch(2, 64, 24, seed=6)
+    calls = []
+    real = L.gan_loss
+    monkeypatch.setattr(L, "gan_loss", lambda *a: calls.append(1) or real(*a))
+    for coarse, n in ((False, 3), (True, 5)):
+        m = HealthiVertModel(ModelConfig(**SMALL, adv_coarse=coarse))
+        m.set_input(b)
+        m.forward()
+        calls.clear()
+        m._g_losses()
+        assert len(calls) == n
+    m = HealthiVertModel(ModelConfig(**SMALL))
+    m.set_input(b)
+    band = m.inp["mask"] > 0.5
+    assert torch.all(m.inp["A"][band] == -1.0)
+    step = torch.zeros(1, 1, 8, 8)
+    step[..., 4:] = 1.0
+    assert float(L.edge_map(step, "sobel_clip").max()) == 1.0
+    assert abs(float(L.edge_map(step, "sobel_normalised").max()) - 0.5) < 1e-3
