@@ -111,7 +111,8 @@ def load_data(args, pre: Preproc, progress):
     splits = read_vertebra_json(vj)
     train = keys_of(splits, args.phase_train.split(","))
     if args.select_on == "inner":
-        fit, sel = inner_split(train, args.inner_fraction, args.seed)
+        fit, sel = inner_split(train, args.inner_fraction, args.seed,
+                               classes={k: int(g >= args.fracture_min_grade) for k, g in train.items()})
         parts = (({k: train[k] for k in fit}, "train (fit)", not args.no_augment),
                  ({k: train[k] for k in sel}, "train (selection)", False))
         log.info("selection on %d held-out training vertebrae of %d patients; %s never seen",

@@ -92,21 +92,33 @@ def patient_ids(cases, group_regex: str = DEFAULT_GROUP_REGEX) -> np.ndarray:
     return np.asarray(out)
 
 
-def inner_split(keys, fraction: float = 0.2, seed: int = 0, group_regex: str = DEFAULT_GROUP_REGEX):
+def inner_split(keys, fraction: float = 0.2, seed: int = 0, group_regex: str = DEFAULT_GROUP_REGEX,
+                classes: Dict[str, int] = None, tries: int = 50):
     """``(fit_keys, select_keys)``: vertebra keys split by *patient* (seeded), about ``fraction``
-    of the vertebrae in the selection part (at least one patient, at most all but one)."""
+    of the vertebrae in the selection part (at least one patient, at most all but one). With
+    ``classes`` ({key: class}) the first of ``tries`` seeded patient orders whose two parts both
+    hold every class is taken (else the first order)."""
     keys = sorted(keys)
     pats = patient_ids([parse_key(k)[0] for k in keys], group_regex)
     uniq = sorted(set(pats.tolist()))
     if len(uniq) < 2:
         raise UserError(f"an inner split needs at least two patients, got {len(uniq)}")
-    order = np.random.default_rng(seed).permutation(len(uniq))
-    chosen, n = set(), 0
-    for i in order:
-        if chosen and (n >= fraction * len(keys) or len(chosen) == len(uniq) - 1):
-            break
-        chosen.add(uniq[i])
-        n += int((pats == uniq[i]).sum())
-    sel = [k for k, p in zip(keys, pats) if p in chosen]
-    fit = [k for k, p in zip(keys, pats) if p not in chosen]
-    return fit, sel
+    rng = np.random.default_rng(seed)
+    first = None
+    for _ in range(max(1, tries)):
+        order = rng.permutation(len(uniq))
+        chosen, n = set(), 0
+        for i in order:
+            if chosen and (n >= fraction * len(keys) or len(chosen) == len(uniq) - 1):
+                break
+            chosen.add(uniq[i])
+            n += int((pats == uniq[i]).sum())
+        sel = [k for k, p in zip(keys, pats) if p in chosen]
+        fit = [k for k, p in zip(keys, pats) if p not in chosen]
+        first = first or (fit, sel)
+        if classes is None:
+            return fit, sel
+        want = {classes[k] for k in keys}
+        if {classes[k] for k in sel} == want and {classes[k] for k in fit} == want:
+            return fit, sel
+    return first

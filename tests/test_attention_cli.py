@@ -54,7 +54,8 @@ def test_train_writes_complete_run(blocks, trained):
     # selection on held-out *training* patients: the val split is never seen by the classifier
     from data.splits import inner_split, read_vertebra_json
     splits = read_vertebra_json(blocks / "vertebra_data.json")
-    _, sel = inner_split(splits["train"], 0.2, 3)
+    _, sel = inner_split(splits["train"], 0.2, 3,
+                         classes={k: int(g >= 2) for k, g in splits["train"].items()})
     assert m["selected_on"] == "inner" and set(sel) <= set(splits["train"])
     assert np.array(v["confusion_matrix"]).sum() == v["n"] == len(sel)
 

@@ -15,7 +15,7 @@ from Attention import grad_CAM_3d_sagittal as gc
 from Attention import train_classifier as tc
 from Attention.synthetic import write_synthetic_blocks
 
-CLS = ["--dims", "2", "--arch", "resnet_tiny", "--no_progress", "--seed"]
+CLS = ["--select_on", "last", "--dims", "2", "--arch", "resnet_tiny", "--no_progress", "--seed"]
 
 
 def _train_and_point(root, vj, tmp, seed, extra, cam_extra=()):
