@@ -111,6 +111,12 @@ def load_data(args, pre: Preproc, progress):
     splits = read_vertebra_json(vj)
     train = keys_of(splits, args.phase_train.split(","))
     if args.select_on == "inner":
+        have = {k: g for k, g in train.items() if (Path(args.dataroot) / "CT" / f"{k}.nii.gz").is_file()}
+        if len(have) < len(train):   # split the vertebrae that can be loaded
+            missing = sorted(set(train) - set(have))
+            log.warning("%d training keys have no block under %s/CT (skipped), e.g. %s", len(missing),
+                        args.dataroot, missing[:3])
+        train = have or train
         fit, sel = inner_split(train, args.inner_fraction, args.seed,
                                classes={k: int(g >= args.fracture_min_grade) for k, g in train.items()})
         parts = (({k: train[k] for k in fit}, "train (fit)", not args.no_augment),

@@ -97,14 +97,15 @@ def inner_split(keys, fraction: float = 0.2, seed: int = 0, group_regex: str = D
     """``(fit_keys, select_keys)``: vertebra keys split by *patient* (seeded), about ``fraction``
     of the vertebrae in the selection part (at least one patient, at most all but one). With
     ``classes`` ({key: class}) the first of ``tries`` seeded patient orders whose two parts both
-    hold every class is taken (else the first order)."""
+    hold every class is taken; failing that, the first whose fitting part does (a model must see
+    every class); failing that, the first order."""
     keys = sorted(keys)
     pats = patient_ids([parse_key(k)[0] for k in keys], group_regex)
     uniq = sorted(set(pats.tolist()))
     if len(uniq) < 2:
         raise UserError(f"an inner split needs at least two patients, got {len(uniq)}")
     rng = np.random.default_rng(seed)
-    first = None
+    first = fit_ok = None
     for _ in range(max(1, tries)):
         order = rng.permutation(len(uniq))
         chosen, n = set(), 0
@@ -119,6 +120,8 @@ def inner_split(keys, fraction: float = 0.2, seed: int = 0, group_regex: str = D
         if classes is None:
             return fit, sel
         want = {classes[k] for k in keys}
-        if {classes[k] for k in sel} == want and {classes[k] for k in fit} == want:
-            return fit, sel
-    return first
+        if {classes[k] for k in fit} == want:
+            if {classes[k] for k in sel} == want:
+                return fit, sel
+            fit_ok = fit_ok or (fit, sel)
+    return fit_ok or first

@@ -11,8 +11,9 @@
 # (eval_3d_sagittal_twostage.py --preset paper) to show what the output rule changes.
 #   bash scripts/synthesis_study.sh [OUT]     (default /tmp/synthesis_study; ~MINUTES + 10 min on 2 cores)
 #   MINUTES=45 bash scripts/synthesis_study.sh /tmp/study45
-# Leave the machine otherwise idle: the budget is wall-clock, so a busy CPU trains fewer steps
-# (the step count is printed).
+# TRAIN_FLAGS adds train.py flags (e.g. TRAIN_FLAGS="--ema_decay 0.999"). Leave the machine
+# otherwise idle: the budget is wall-clock, so a busy CPU trains fewer steps (the step count is
+# printed).
 OUT=$(realpath -m "${1:-/tmp/synthesis_study}")
 MINUTES=${MINUTES:-10}
 if [ -z "${SNAPSHOT_MINUTES+x}" ]; then SNAPSHOT_MINUTES=$([ "$MINUTES" -gt 10 ] && echo 10 || echo ""); fi
@@ -29,7 +30,8 @@ pids=()
 for m in $SNAPSHOT_MINUTES; do snapshot "$m" & pids+=($!); done
 python train.py --dataroot "$OUT/st" --vertebra_json "$OUT/ph/vertebra_data.json" --checkpoints_dir "$OUT/ck" \
   --name gan --dataset_mode aligned_sagittal --image_size 128 --batch_size 4 --max_minutes "$MINUTES" \
-  --n_epochs 1000 --n_epochs_decay 0 --eval_freq 0 --print_freq 20 --overwrite --seed 0 --no_progress
+  --n_epochs 1000 --n_epochs_decay 0 --eval_freq 0 --print_freq 20 --overwrite --seed 0 --no_progress \
+  --save_epoch_freq 0 ${TRAIN_FLAGS:-}
 for p in "${pids[@]}"; do wait "$p" || true; done
 
 evaluate() {  # $1 checkpoint, $2 name, further args: synthesis flags
@@ -41,7 +43,7 @@ evaluate() {  # $1 checkpoint, $2 name, further args: synthesis flags
 }
 steps_of() { python -c "import torch,sys; s=torch.load(sys.argv[1],map_location='cpu',weights_only=False); print(s['step'])" "$1"; }
 {
-  echo "# Synthesis study: MINUTES=$MINUTES (cohort seed 5, 12 cases)"
+  echo "# Synthesis study: MINUTES=$MINUTES (cohort seed 5, 12 cases) ${TRAIN_FLAGS:-}"
   for m in $SNAPSHOT_MINUTES; do
     if [ -f "$CK/at_${m}min.pth" ]; then
       echo; echo "## weights after ${m} min ($(steps_of "$CK/at_${m}min.pth") steps)"
