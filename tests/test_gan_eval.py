@@ -18,6 +18,16 @@ def _slice():
     return img, lab
 
 
+def _metrics(img, lab, height_pred: float, height_cont: float):
+    """batch_metrics of a one-sample batch of the slice, with the given SHRM heights."""
+    s = make_sample(img, lab, None, 20, 24, 10, 0.0, "c_20", 0)
+    batch = {k: (v[None] if isinstance(v, torch.Tensor) and v.dim() > 0 else
+                 (torch.as_tensor([v]) if not isinstance(v, str) else [v])) for k, v in s.items()}
+    out = {"fake_B": batch["B"], "seg": batch["A_mask"], "height_pred": torch.tensor([height_pred]),
+           "height_cont": torch.tensor([height_cont])}
+    return batch_metrics(batch, out)
+
+
 def test_neighbour_height_is_read_outside_the_band():
     img, lab = _slice()
     s = make_sample(img, lab, None, 20, 24, 10, 0.0, "c_20", 0)
@@ -28,12 +38,7 @@ def test_neighbour_height_is_read_outside_the_band():
 
 def test_batch_metrics_log_height_against_neighbours_and_own():
     img, lab = _slice()
-    s = make_sample(img, lab, None, 20, 24, 10, 0.0, "c_20", 0)
-    batch = {k: (v[None] if isinstance(v, torch.Tensor) and v.dim() > 0 else
-                 (torch.as_tensor([v]) if not isinstance(v, str) else [v])) for k, v in s.items()}
-    out = {"fake_B": batch["B"], "seg": batch["A_mask"], "height_pred": torch.tensor([13.0]),
-           "height_cont": torch.tensor([13.0])}
-    (row,) = batch_metrics(batch, out)
+    (row,) = _metrics(img, lab, 13.0, 13.0)
     assert row["height_true"] == 8 and row["height_ref"] == 13.0
     assert row["height_error_ref_pct"] == 0.0
     assert row["height_gain_pct"] == 100.0 * 5 / 8
@@ -46,10 +51,5 @@ def test_height_error_is_not_floored():
     img, lab = _slice()
     lab = np.where(lab == 20, 0, lab)
     lab[40:52, 10:38] = 20
-    s = make_sample(img, lab, None, 20, 24, 10, 0.0, "c_20", 0)
-    batch = {k: (v[None] if isinstance(v, torch.Tensor) and v.dim() > 0 else
-                 (torch.as_tensor([v]) if not isinstance(v, str) else [v])) for k, v in s.items()}
-    out = {"fake_B": batch["B"], "seg": batch["A_mask"], "height_pred": torch.tensor([12.0]),
-           "height_cont": torch.tensor([11.0])}
-    (row,) = batch_metrics(batch, out)
+    (row,) = _metrics(img, lab, 12.0, 11.0)
     assert abs(row["height_error_pct"] - 100 / 12) < 1e-9 and row["height_error_composite_pct"] == 0
