@@ -46,7 +46,7 @@ The rule (kept from the original, each step documented):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional, Sequence
 
 import numpy as np
@@ -233,7 +233,6 @@ def measure_pair(syn_mask: np.ndarray, ori_mask: np.ndarray, spacing_mm: Sequenc
     if rule.plane == "coronal" and rule.coronal_thirds == "lr":
         # the authors' coronal RHLV: the same rule with LR and AP swapped (thirds across LR,
         # slab = the central AP fraction, centre column = the middle of the LR extent)
-        from dataclasses import replace
         r = measure_pair(np.swapaxes(syn, 1, 2), np.swapaxes(ori, 1, 2),
                          (spacing_mm[0], spacing_mm[2], spacing_mm[1]), replace(rule, plane="sagittal"))
         r["shift_vox"] = tuple(reversed(r["shift_vox"]))

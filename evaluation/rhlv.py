@@ -8,6 +8,7 @@ affine.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional
 
@@ -91,7 +92,7 @@ def measure_files(real_path, fake_path, label: int, rule: HeightRule,
         raise EmptyBody(f"no pseudo-healthy body for label {label}", fake_path)
     if not ori.any():
         raise EmptyBody(f"label {label} is absent from the real block", real_path)
-    if getattr(rule, "method", "ours") == "original":
+    if rule.method == "original":
         from evaluation.heights_original import measure_original
         out = measure_original(syn, ori, spacing, rule.column_ratio)
     else:
@@ -122,7 +123,6 @@ def rhlv_row(key: str, label_dir, fake_dir, rule: HeightRule, split: Optional[st
         if rule.method == "original":
             raise UserError("--height_rule original reproduces the authors' sagittal rule only; "
                             "drop --coronal or use --height_rule ours")
-        from dataclasses import replace
         rc = rule_cor or replace(rule, plane="coronal")
         fake_c = block_path(fake_dir_cor or fake_dir, key)
         cor = measure_files(real, fake_c, label, rc, plausibility)
