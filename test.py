@@ -144,12 +144,12 @@ def baseline_metrics(ds: HealthiVertDataset, batch: dict, grades: dict, method: 
     """EVALUATION.md §2 baselines on the same slices: ``copy`` (nearer healthy neighbour) and
     ``interp`` (mean of both), pasted with the SHRM rule by evaluation.baselines."""
     from data import band as bd
-    from evaluation.baselines import baseline_slice
+    from evaluation.baselines import baseline_slice, neighbour_health
     rows = []
     for i, key in enumerate(batch["key"]):
         case, label = parse_key(key)
         img, lab, _, _ = ds.slice_arrays(key, int(batch["slice_index"][i]))
-        healthy = {lb: grades.get(f"{case}_{lb}", 0) == 0 for lb in (label - 1, label + 1)}
+        healthy = neighbour_health(case, label, grades, np.unique(lab).tolist())
         ct, lab_out = baseline_slice(unit_to_hu(img), lab, label, method, healthy)
         x1, x2 = bd.target_rows(lab_out == label)
         m = slice_metrics(hu_to_unit(ct), batch["B"][i, 0].numpy(), batch["mask"][i, 0].numpy(),

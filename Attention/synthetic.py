@@ -2,7 +2,7 @@
 
 Each block is a (SI, AP, LR) volume in the block layout: soft tissue (~40 HU, noise) with three
 bright boxes (vertebral bodies, ~250 HU with a ~700 HU rim) stacked along SI; the target (label
-``L``) is centred, its neighbours are ``L - 1`` above and ``L + 1`` below. A fracture (grade 2/3)
+``L``) is centred, its neighbours (``spine.anatomy.neighbours``) above and below. A fracture (grade 2/3)
 is a shorter target box: whole-body (crush) or anterior-only (wedge) height loss.
 """
 from __future__ import annotations
@@ -15,6 +15,7 @@ import numpy as np
 from data.io import save_nifti
 from data.splits import write_vertebra_json
 from data.volume import Volume, affine_from_spacing
+from spine.anatomy import neighbours
 
 BLOCK_ORIENTATION = "IPR"  # axis0 -> inferior (cranial at row 0), axis1 -> posterior, axis2 -> right
 
@@ -40,7 +41,9 @@ def synthetic_block(rng: np.random.Generator, grade: int, label: int = 20,
     cr, cc, cl = h // 2, w // 2, d // 2
     cols = (cc - depth // 2, cc - depth // 2 + depth)
     lrs = (cl - half_lr, cl + half_lr)
-    for sign, lbl in ((-1, label - 1), (1, label + 1)):
+    for sign, lbl in zip((-1, 1), neighbours(label)):
+        if lbl is None:
+            continue
         centre = cr + sign * (height + gap)
         _box(ct, lab, (max(0, centre - height // 2), min(h, centre - height // 2 + height)), cols, lrs, lbl)
     loss = {0: 0.0, 1: 0.22, 2: 0.32, 3: 0.5}[int(grade)]

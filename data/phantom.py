@@ -29,7 +29,7 @@ from data.phantom_fracture import Body, draw_fracture, fracture_truth, plant, MO
 from data.phantom_render import HU, Grid, Placed, render_arrays, texture_tile
 from data.phantom_shapes import (box_corners, layout_levels, level_geometry, make_curve,
                                  vertebra_box)
-from data.splits import LEVEL_IDS, LEVEL_NAMES
+from spine.anatomy import LEVEL_IDS, LEVEL_NAMES
 from data.volume import Volume, affine_from_spacing
 from utils.errors import UserError
 from utils.fileio import write_json

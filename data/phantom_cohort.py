@@ -17,7 +17,8 @@ import numpy as np
 from data.phantom import (DEFAULT_GRADE_MIX, DEFAULT_LEVELS, _labels, check_orientation,
                           render_case, write_case)
 from data.phantom_fracture import MORPHOLOGIES
-from data.splits import LEVEL_NAMES, SPLITS, make_key, write_vertebra_json
+from data.splits import SPLITS, make_key, write_vertebra_json
+from spine.anatomy import LEVEL_NAMES
 from utils.errors import UserError
 from utils.fileio import ensure_dir, write_json, write_text
 

@@ -23,18 +23,13 @@ from typing import Dict, Tuple
 import numpy as np
 
 from data.phantom_shapes import superellipse
+from spine.anatomy import genant_grade
 
 MORPHOLOGIES = ("wedge", "biconcave", "crush")
-GENANT_LOSS = (0.20, 0.25, 0.40)              # grade 1 / 2 / 3 lower bounds
 TARGET_LOSS = {1: (0.205, 0.245), 2: (0.27, 0.38), 3: (0.43, 0.55)}   # planted ranges
 THIRDS = ("anterior", "middle", "posterior")
 _BASE = {"wedge": 0.08, "biconcave": 0.04, "crush": 1.0}
 _BOTTOM_SHARE = {"wedge": 0.0, "biconcave": 0.5, "crush": 0.0}
-
-
-def genant_grade(max_loss: float) -> int:
-    """Genant grade of the largest third's height-loss fraction (< 0.20 -> 0)."""
-    return int(sum(max_loss >= t for t in GENANT_LOSS))
 
 
 def _shape(morphology: str, u, v):

@@ -15,12 +15,6 @@ from utils.fileio import read_json, write_json
 
 SPLITS = ("train", "val", "test")
 
-# VerSe label ids -> level names
-LEVEL_NAMES = {**{i: f"C{i}" for i in range(1, 8)}, **{i: f"T{i - 7}" for i in range(8, 20)},
-               **{i: f"L{i - 19}" for i in range(20, 25)}, 25: "L6", 28: "T13"}
-LEVEL_IDS = {v: k for k, v in LEVEL_NAMES.items()}
-VERTEBRA_LABELS = frozenset(LEVEL_NAMES)
-
 
 def parse_key(key: str) -> Tuple[str, int]:
     """``'sub-verse004_20'`` -> ``('sub-verse004', 20)``."""

@@ -10,16 +10,21 @@ replaced by ``H = max(h, H_pred)`` rows and the context above / below is pushed 
 * ``interp`` (b): linear interpolation of the two neighbours: both strips rescaled to ``H`` =
   their mean height and averaged (CT mean; mask = mean >= 0.5). With one neighbour it is (a).
 
-"Healthy" neighbours are those graded 0 in the split file (unknown grades count as healthy);
+The neighbours are the levels directly above and below the target in the patient's spine
+(``spine.anatomy.neighbours``: T13 sits between T12 and L1, L6 after L5, when the block holds
+them). "Healthy" neighbours are those graded 0 in the split file (unknown grades count as healthy);
 when no neighbour is healthy, the nearer one is used. The output is a (CT in HU, label) block
 pair on the same grid, so every metric treats baselines exactly like the GAN's output.
 """
 from __future__ import annotations
 
-from typing import Dict, Optional, Tuple
+from typing import Dict, Iterable, Mapping, Optional, Tuple
 
 import numpy as np
 from scipy import ndimage
+
+from data.splits import make_key
+from spine.anatomy import neighbour_list
 
 METHODS = ("copy", "interp")
 
@@ -70,12 +75,21 @@ def _strips(ct2d, lab2d, labels, target):
     return out
 
 
+def neighbour_health(case: str, label: int, grades: Mapping[str, int],
+                     present: Iterable[int]) -> Dict[int, bool]:
+    """{neighbour label: graded 0 (or not graded)} for the levels directly above and below."""
+    return {nb: grades.get(make_key(case, nb), 0) == 0 for nb in neighbour_list(label, present)}
+
+
 def baseline_slice(ct2d, lab2d, target: int, method: str, healthy: Dict[int, bool],
-                   fill_hu: float = -1000.0):
+                   fill_hu: float = -1000.0, present: Optional[Iterable[int]] = None):
     """(ct2d, lab2d) of one sagittal slice with the target replaced by the baseline; the input
-    slice unchanged when the target or both neighbours are absent."""
+    slice unchanged when the target or both neighbours are absent. ``present``: the labels of
+    the patient's spine that decide the neighbours (default: those in the slice)."""
     t_ext = _rows(lab2d == target)
-    neigh = _strips(ct2d, lab2d, (target - 1, target + 1), target)
+    if present is None:
+        present = np.unique(lab2d).tolist()
+    neigh = _strips(ct2d, lab2d, neighbour_list(target, present), target)
     if t_ext is None or not neigh:
         return ct2d, lab2d
     x1, x2 = t_ext
@@ -98,9 +112,10 @@ def baseline_block(ct: np.ndarray, label: np.ndarray, target: int, method: str,
     if method not in METHODS:
         raise ValueError(f"baseline method must be one of {METHODS}")
     healthy = healthy or {}
+    present = np.unique(label).tolist()
     ct_out = np.array(ct, dtype=np.float32, copy=True)
     lab_out = np.array(label, copy=True)
     for z in np.flatnonzero((label == target).any(axis=(0, 1))):
-        c, l = baseline_slice(ct[:, :, z], label[:, :, z], target, method, healthy)
+        c, l = baseline_slice(ct[:, :, z], label[:, :, z], target, method, healthy, present=present)
         ct_out[:, :, z], lab_out[:, :, z] = c, l
     return ct_out, lab_out

@@ -47,7 +47,7 @@ from data.intensity import hu_to_unit  # noqa: E402
 from data.io import load_ct, load_label  # noqa: E402
 from data.splits import SPLITS, parse_key, read_vertebra_json  # noqa: E402
 from evaluation import metrics as M  # noqa: E402
-from evaluation.baselines import METHODS as BASELINES, baseline_block  # noqa: E402
+from evaluation.baselines import METHODS as BASELINES, baseline_block, neighbour_health  # noqa: E402
 from evaluation.heights import THIRDS, HeightRule, measure_pair  # noqa: E402
 from evaluation.rhlv import block_path  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
@@ -121,7 +121,7 @@ def evaluate_key(key, args, grades_all) -> list:
     if args.baselines:
         if args.truth_root:
             preds["real"] = (real_ct, real_lab)
-        healthy = {l: grades_all.get(f"{case}_{l}", 0) == 0 for l in (label - 1, label + 1)}
+        healthy = neighbour_health(case, label, grades_all, np.unique(real_lab).tolist())
         for m in BASELINES:
             preds[m] = baseline_block(real_ct, real_lab, label, m, healthy)
     rows = []

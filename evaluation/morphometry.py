@@ -32,26 +32,19 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from data.io import load_label  # noqa: E402
-from data.splits import LEVEL_NAMES, SPLITS, make_key, parse_key, read_vertebra_json  # noqa: E402
+from data.splits import SPLITS, make_key, parse_key, read_vertebra_json  # noqa: E402
 from evaluation.heights import THIRDS, HeightRule, measure_own  # noqa: E402
 from evaluation.reference import (DEFAULT_PRIOR_SLOPE, ReferenceRule, learn_prior_slope,  # noqa: E402
                                   spine_positions)
 from evaluation.reference import expected_heights as robust_expected  # noqa: E402
 from evaluation.rhlv import block_path, list_keys  # noqa: E402
+from spine.anatomy import genant_grade, level_name, neighbour_list  # noqa: E402
 from straighten.blocks import load_completeness  # noqa: E402
 from straighten.completeness import Completeness  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 from utils.fileio import atomic_path  # noqa: E402
 
 log = logging.getLogger("morphometry")
-GENANT_EDGES = (0.20, 0.25, 0.40)
-
-
-def genant_grade(loss: float) -> int:
-    """Genant semi-quantitative grade of a fractional height loss (NaN -> 0)."""
-    if not np.isfinite(loss):
-        return 0
-    return int(np.searchsorted(np.asarray(GENANT_EDGES), loss, side="left"))
 
 
 def own_losses(h_amp: Sequence[float]) -> Dict[str, float]:
@@ -92,7 +85,7 @@ def expected_heights(neigh: Dict[int, np.ndarray]) -> Optional[np.ndarray]:
     vals = [np.asarray(v, float) for v in neigh.values() if np.all(np.isfinite(v))]
     if not vals:
         return None
-    healthy = [v for v in vals if max(own_losses(v).values()) < GENANT_EDGES[0]]
+    healthy = [v for v in vals if genant_grade(max(own_losses(v).values())) == 0]
     return np.mean(healthy or vals, axis=0)
 
 
@@ -143,22 +136,13 @@ class CaseSpine:
         for lab in self._block_labels:
             if lab != target and self.complete(lab) and self.own(lab) is not None:
                 out[lab] = self.own(lab)
-        for nb in anatomical_neighbours(target, set(self.positions) | set(LEVEL_NAMES)):
+        for nb in neighbour_list(target, self.positions):
             if nb not in out and nb not in self._block_labels and self.complete(nb):
                 h = self.inside(nb, target)
                 if h is not None:
                     out[nb] = h
                     self.positions = spine_positions(set(self.positions) | {nb})
         return out
-
-
-def anatomical_neighbours(label: int, known: Sequence[int]) -> list:
-    """The labels directly above and below ``label`` in anatomical order (T13 between T12 and
-    L1, L6 after L5), among ``known`` plus ``label``'s usual neighbours."""
-    from straighten.centerline import order_labels
-    labs = order_labels(set(known) | {label})
-    i = labs.index(label)
-    return [labs[j] for j in (i - 1, i + 1) if 0 <= j < len(labs)]
 
 
 def morphometry_row(key: str, spine: CaseSpine, reference: str = "robust",
@@ -169,7 +153,7 @@ def morphometry_row(key: str, spine: CaseSpine, reference: str = "robust",
     if not path.exists():
         raise UserError("file not found", path)
     flag = spine.flags.get(label, Completeness())
-    row = {"key": key, "case": case, "label": label, "level": LEVEL_NAMES.get(label, str(label)),
+    row = {"key": key, "case": case, "label": label, "level": level_name(label),
            "split": split, "grade": grade, "complete": int(flag.complete),
            "truncated": int(flag.truncated), "reason": flag.reason, "reference": reference}
     if not flag.complete:  # never graded, never a reference
@@ -181,7 +165,7 @@ def morphometry_row(key: str, spine: CaseSpine, reference: str = "robust",
         raise UserError(f"label {label} is absent from the block", path)
     refs = spine.references(label)
     if reference == "neighbours":
-        near = {l: v for l, v in refs.items() if l in anatomical_neighbours(label, spine.positions)}
+        near = {l: v for l, v in refs.items() if l in neighbour_list(label, spine.positions)}
         exp, n_ref = expected_heights(near), len(near)
     else:
         exp = robust_expected(refs, spine.positions, label, ref_rule)
@@ -226,7 +210,7 @@ def morphometry_table(items, label_dir, rule: HeightRule = HeightRule(),
             key = make_key(case, lab)
             if key not in seen and not flag.complete and not block_path(label_dir, key).exists():
                 rows.append({"key": key, "case": case, "label": lab,
-                             "level": LEVEL_NAMES.get(lab, str(lab)), "complete": 0,
+                             "level": level_name(lab), "complete": 0,
                              "truncated": int(flag.truncated), "reason": flag.reason,
                              "reference": reference, "morph_grade": None, "morph_type": ""})
     df = pd.DataFrame(rows)

@@ -36,6 +36,8 @@ from typing import Dict, Mapping, Optional, Sequence
 
 import numpy as np
 
+from spine.anatomy import order_labels
+
 DEFAULT_PRIOR_SLOPE = 0.04
 HEALTHY_OWN_LOSS = 0.20
 
@@ -134,7 +136,6 @@ def _fit_all(sel, cand, positions, x0, target, rule, min_others) -> Optional[np.
 
 def spine_positions(labels: Sequence[int]) -> Dict[int, float]:
     """{label: rank along the patient's spine} in anatomical order (T13 after T12, L6 after L5)."""
-    from straighten.centerline import order_labels
     return {int(l): float(i) for i, l in enumerate(order_labels(list(labels)))}
 
 

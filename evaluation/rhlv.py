@@ -15,7 +15,8 @@ from typing import Dict, Iterable, List, Optional
 import numpy as np
 
 from data.io import load_label
-from data.splits import LEVEL_NAMES, parse_key
+from data.splits import parse_key
+from spine.anatomy import level_name
 from evaluation.heights import THIRDS, HeightRule, measure_pair, target_mask
 from evaluation.plausibility import PlausibilityRule, implausible_reasons
 from straighten.blocks import load_completeness
@@ -112,7 +113,7 @@ def rhlv_row(key: str, label_dir, fake_dir, rule: HeightRule, split: Optional[st
     case, label = parse_key(key)
     real = block_path(label_dir, key)
     flag, _ = load_completeness(Path(label_dir).parent, key)
-    row = {"key": key, "case": case, "label": label, "level": LEVEL_NAMES.get(label, str(label)),
+    row = {"key": key, "case": case, "label": label, "level": level_name(label),
            "split": split, "grade": grade, "complete": int(flag.complete), "reason": flag.reason}
     if not flag.complete:   # cut by the scan: measured, but never graded (SVM_grading drops it)
         log.warning("%s: %s; not graded", key, flag.reason)
@@ -162,7 +163,7 @@ def rhlv_table(items: Iterable[tuple], label_dir, fake_dir, rule: HeightRule,
             log.warning("%s: %s; its heights and RHLVs are left empty (NaN)", key, exc)
             case, label = parse_key(key)
             rows.append({"key": key, "case": case, "label": label,
-                         "level": LEVEL_NAMES.get(label, str(label)), "split": split, "grade": grade,
+                         "level": level_name(label), "split": split, "grade": grade,
                          "plausible": 0, "implausible": "empty"})
     if not any("RHLV_a" in r for r in rows):
         raise UserError("no vertebra could be measured (every pseudo-healthy body is empty)", fake_dir)

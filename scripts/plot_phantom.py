@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from data.intensity import HU_WINDOW  # noqa: E402
 from data.io import check_same_grid, load_ct, load_label  # noqa: E402
-from data.splits import LEVEL_NAMES  # noqa: E402
+from spine.anatomy import level_name  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 from utils.fileio import read_json  # noqa: E402
 
@@ -81,7 +81,7 @@ def _panel(ax, ct2d, msk2d, extent, title, cents=None):
     ax.set_xticks([])
     ax.set_yticks([])
     for l, (u, v) in (cents or {}).items():
-        ax.text(u, v, LEVEL_NAMES.get(l, str(l)), color="yellow", fontsize=8, ha="center",
+        ax.text(u, v, level_name(l), color="yellow", fontsize=8, ha="center",
                 va="center", fontweight="bold")
 
 

@@ -25,7 +25,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from data.splits import LEVEL_NAMES, write_vertebra_json  # noqa: E402
+from data.splits import write_vertebra_json  # noqa: E402
+from spine.anatomy import LEVEL_NAMES  # noqa: E402
 from utils.errors import run_cli  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,7 +63,7 @@ def write_cases(ph: Path, n_cases: int, seed: int, run_lengths) -> dict:
 def oracle_grades(ph: Path, st: Path, out: Path) -> dict:
     import pandas as pd
     from data.splits import parse_key
-    from evaluation.morphometry import genant_grade
+    from spine.anatomy import genant_grade
     run(["evaluation/oracle.py", "--dataroot", ph, "--straight_root", st, "--output_root",
          out / "twin", "--no_progress"])
     run(["evaluation/RHLV_quantification.py", "--label_dir", st / "label", "--fake_dir",

@@ -1,7 +1,5 @@
 """Smooth spine centre line and rotation-minimising frames, in world millimetres (RAS+).
 
-* :func:`order_labels` sorts VerSe ids cranial -> caudal (T13 = 28 sits between T12 and L1,
-  L6 = 25 after L5).
 * :class:`Centerline` is a cubic spline through points (chord-length parameter, natural end
   conditions) re-parametrised by arc length ``s`` (mm, increasing caudally, ``s = 0`` at the first
   point) and extended past both ends along the end tangents.
@@ -11,19 +9,10 @@
 """
 from __future__ import annotations
 
-from typing import Iterable, List
+
 
 import numpy as np
 from scipy.interpolate import CubicSpline
-
-# cranio-caudal rank of VerSe ids that are not in numeric order
-_RANK = {28: 19.5, 25: 24.5}
-
-
-def order_labels(labels: Iterable[int]) -> List[int]:
-    """VerSe ids sorted cranial -> caudal."""
-    return sorted((int(l) for l in labels), key=lambda l: _RANK.get(l, float(l)))
-
 
 def _unit(v: np.ndarray) -> np.ndarray:
     n = np.linalg.norm(v, axis=-1, keepdims=True)

@@ -32,9 +32,8 @@ from typing import Dict, Optional
 import numpy as np
 from scipy import ndimage
 
-from data.splits import VERTEBRA_LABELS
+from spine.anatomy import VERTEBRA_LABELS, order_labels
 from data.volume import Volume
-from straighten.centerline import order_labels
 
 COMPLETE, TRUNCATED, INCOMPLETE = "complete", "truncated", "incomplete"
 

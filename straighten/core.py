@@ -20,7 +20,8 @@ import numpy as np
 
 from data.volume import Volume
 from straighten.blocks import BlockGeometry
-from straighten.centerline import Centerline, order_labels
+from spine.anatomy import order_labels
+from straighten.centerline import Centerline
 from straighten.frames import build_rows
 from straighten.depedicle import depedicle
 from straighten.orient import body_centroids

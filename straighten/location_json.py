@@ -29,11 +29,10 @@ from data.centroids import centroids_from_mask, write_centroids  # noqa: E402
 from data.io import check_same_grid, load_label, load_volume  # noqa: E402
 from data.volume import Volume  # noqa: E402
 from straighten.cases import centroid_path  # noqa: E402
-from straighten.centerline import order_labels  # noqa: E402
+from spine.anatomy import VERTEBRA_LABELS as VERTEBRA_IDS, order_labels  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 
 log = logging.getLogger("location_json")
-VERTEBRA_IDS = frozenset(list(range(1, 26)) + [28])
 
 
 def vertebra_volumes_mm3(mask: Volume) -> Dict[int, float]:

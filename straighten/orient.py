@@ -17,7 +17,7 @@ import numpy as np
 from scipy import ndimage
 
 from data.volume import Volume
-from straighten.centerline import order_labels
+from spine.anatomy import order_labels
 from straighten.depedicle import canal_row
 
 log = logging.getLogger(__name__)

@@ -61,7 +61,7 @@ def measure(mask: np.ndarray, spacing) -> np.ndarray:
 
 def evaluate_key(key: str, grades: Dict[str, int], results: Path, blocks: Path, cohort: Path) -> dict:
     """Heights (mm) per method and their absolute % errors vs the healthy truth."""
-    from evaluation.baselines import baseline_block
+    from evaluation.baselines import baseline_block, neighbour_health
     from straighten.blocks import load_block
     case, label = parse_key(key)
     ct, lab = load_block(blocks, key)
@@ -69,7 +69,7 @@ def evaluate_key(key: str, grades: Dict[str, int], results: Path, blocks: Path, 
     truth = true_heights(cohort, key)
     fake = load_label(results / "label_fake" / f"{key}.nii.gz", allow_empty=True).array
     heights = {"gan": measure(fake == label, sp), "none": measure(lab.array == label, sp)}
-    healthy = {l: grades.get(f"{case}_{l}", 0) == 0 for l in (label - 1, label + 1)}
+    healthy = neighbour_health(case, label, grades, np.unique(lab.array).tolist())
     for method in ("interp", "copy"):
         _, lab_b = baseline_block(ct.array, lab.array, label, method, healthy)
         heights[method] = measure(lab_b == label, sp)

@@ -106,7 +106,7 @@ def test_rhlv_cli_and_morphometry_cli(tmp_path):
     # the grade of the planted shape under the measured definition (A/M/P are third means: the
     # 45 % anterior-wall wedge loses 37 % of the anterior third and 8 % of the posterior one,
     # a wedge ratio loss of 1 - 0.63 / 0.92 = 0.32), not a pinned number
-    from evaluation.morphometry import genant_grade
+    from spine.anatomy import genant_grade
     expected = genant_grade(1 - (1 - truth[0]) / (1 - truth[2]))
     assert m.loc["case1_20", "morph_type"] == "wedge" and m.loc["case1_20", "morph_grade"] == expected
     assert m.loc["case1_20", "n_references"] == 2 and m.loc["case1_19", "morph_grade"] == 0

@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from evaluation import grading as G
-from evaluation.morphometry import genant_grade, grade_vertebra
+from evaluation.morphometry import grade_vertebra
+from spine.anatomy import genant_grade
 
 LOSS_BY_GRADE = {0: 0.05, 1: 0.225, 2: 0.32, 3: 0.50}
 

@@ -13,7 +13,7 @@ from data.centroids import centroids_from_mask, read_centroids
 from data.io import load_ct, load_label
 from data.phantom import mask_centroids, render_case, write_case
 from data.phantom_cohort import write_cohort
-from data.phantom_fracture import GENANT_LOSS, genant_grade
+from spine.anatomy import GENANT_LOSS, genant_grade
 from data.phantom_paint import paint_from_mask
 from data.splits import read_vertebra_json, parse_key
 from utils.errors import UserError, run_cli

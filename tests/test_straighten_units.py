@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from straighten.blocks import BlockGeometry
-from straighten.centerline import Centerline, order_labels, rotation_minimizing_frames
+from spine.anatomy import order_labels
+from straighten.centerline import Centerline, rotation_minimizing_frames
 from straighten.depedicle import depedicle
 from straighten.inverse import block_to_world, world_to_block
 from straighten.location_json import kept_labels
