@@ -9,8 +9,6 @@
 """
 from __future__ import annotations
 
-
-
 import numpy as np
 from scipy.interpolate import CubicSpline
 
