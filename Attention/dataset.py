@@ -27,7 +27,7 @@ from torch.utils.data import Dataset, WeightedRandomSampler
 
 from data.intensity import hu_to_unit
 from data.splits import parse_key
-from straighten.blocks import load_block
+from layout.blocks import block_keys, block_paths, load_block
 from utils.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -50,11 +50,11 @@ class Preproc:
 
 def load_block_arrays(root, key: str):
     """(ct HU float32 (SI, AP, LR), target bool mask, Volume of the CT) for one key.
-    Read with ``straighten.blocks.load_block``."""
+    Read with ``layout.blocks.load_block``."""
     root = Path(root)
     ct, lab = load_block(root, key)
     if ct is None:
-        raise UserError(f"no CT block for {key}", root / "CT")
+        raise UserError(f"no CT block for {key}", block_paths(root, key)[0])
     target = np.asarray(lab.array) == parse_key(key)[1]
     if not target.any():
         raise UserError(f"target label {parse_key(key)[1]} is absent from the label block", lab.path)
@@ -129,17 +129,18 @@ class CachedBlock:
 def cache_blocks(root, grades: Dict[str, int], pre: Preproc, progress=None) -> List[CachedBlock]:
     """Load and pre-process every key once (keys without a block are skipped with a warning)."""
     out, missing = [], []
+    have = set(block_keys(root, need_ct=True))
     for key in (progress(grades) if progress else grades):
-        if not (Path(root) / "CT" / f"{key}.nii.gz").is_file():
+        if key not in have:
             missing.append(key)
             continue
         ct, target, vol = load_block_arrays(root, key)
         unit = block_to_unit(ct, target, vol.spacing, pre.margin_mm)
         out.append(CachedBlock(key, int(grades[key]), resize_for_net(unit, pre), target_slices(target)))
     if missing:
-        log.warning("%d keys have no block under %s/CT (skipped), e.g. %s", len(missing), root, missing[:3])
+        log.warning("%d keys have no block under %s (skipped), e.g. %s", len(missing), root, missing[:3])
     if not out:
-        raise UserError("none of the vertebra keys has a straightened block", Path(root) / "CT")
+        raise UserError("none of the vertebra keys has a straightened block", Path(root))
     return out
 
 

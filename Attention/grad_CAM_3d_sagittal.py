@@ -71,19 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def select_keys(args) -> dict:
-    """{key: grade or None} to process."""
-    root = Path(args.dataroot)
-    if not (root / "CT").is_dir():
-        raise UserError("--dataroot has no CT/ folder of straightened blocks", root)
-    if args.vertebra_json:
-        splits = read_vertebra_json(args.vertebra_json)
-        keys = keys_of(splits, [s for s in args.phase.split(",") if s in splits])
-        missing = sorted(k for k in keys if not (root / "CT" / f"{k}.nii.gz").is_file())
-        if missing:
-            log.warning("%d keys of %s have no block under %s (skipped): %s", len(missing),
-                        args.vertebra_json, root / "CT", ", ".join(missing[:5]))
-        return {k: g for k, g in keys.items() if k not in missing}
-    return {p.name[:-7]: None for p in sorted((root / "CT").glob("*.nii.gz"))}
+    """{key: grade or None} to process: the blocks (label and CT) of ``--phase``."""
+    from layout.blocks import select_blocks
+    phases = [s for s in args.phase.split(",") if s]
+    return select_blocks(args.dataroot, args.vertebra_json, phases, need_ct=True)
 
 
 def save_overlay(path: Path, ct_hu, target, cam, title: str) -> None:

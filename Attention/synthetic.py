@@ -15,6 +15,7 @@ import numpy as np
 from data.io import save_nifti
 from data.splits import write_vertebra_json
 from data.volume import Volume, affine_from_spacing
+from layout.blocks import block_paths
 from spine.anatomy import neighbours
 
 BLOCK_ORIENTATION = "IPR"  # axis0 -> inferior (cranial at row 0), axis1 -> posterior, axis2 -> right
@@ -73,8 +74,9 @@ def write_synthetic_blocks(root, n_blocks: int = 24, seed: int = 0, fracture_rat
         label = int(rng.integers(15, 23))
         key = f"syn{i:03d}_{label}"
         ct, lab = synthetic_block(rng, grade, label, shape)
-        save_nifti(Volume(ct, aff), root / "CT" / f"{key}.nii.gz", dtype=np.float32)
-        save_nifti(Volume(lab, aff), root / "label" / f"{key}.nii.gz", dtype=np.uint8)
+        ct_p, lab_p, _ = block_paths(root, key)
+        save_nifti(Volume(ct, aff), ct_p, dtype=np.float32)
+        save_nifti(Volume(lab, aff), lab_p, dtype=np.uint8)
         splits["val" if i < n_val else "train"][key] = grade
     write_vertebra_json(root / "vertebra_data.json", splits)
     return splits

@@ -37,6 +37,7 @@ from Attention.classifier import ARCHS, build_classifier, make_checkpoint, read_
 from Attention.dataset import Preproc, VertebraDataset, balanced_sampler, cache_blocks
 from Attention.metrics import classification_report
 from data.splits import inner_split, keys_of, read_vertebra_json
+from layout.blocks import block_keys
 from utils.device import resolve_device
 from utils.errors import UserError, run_cli
 from utils.checkpoint import save_checkpoint
@@ -111,10 +112,11 @@ def load_data(args, pre: Preproc, progress):
     splits = read_vertebra_json(vj)
     train = keys_of(splits, args.phase_train.split(","))
     if args.select_on == "inner":
-        have = {k: g for k, g in train.items() if (Path(args.dataroot) / "CT" / f"{k}.nii.gz").is_file()}
+        blocks = set(block_keys(args.dataroot, need_ct=True))
+        have = {k: g for k, g in train.items() if k in blocks}
         if len(have) < len(train):   # split the vertebrae that can be loaded
             missing = sorted(set(train) - set(have))
-            log.warning("%d training keys have no block under %s/CT (skipped), e.g. %s", len(missing),
+            log.warning("%d training keys have no block under %s (skipped), e.g. %s", len(missing),
                         args.dataroot, missing[:3])
         train = have or train
         fit, sel = inner_split(train, args.inner_fraction, args.seed,

@@ -35,7 +35,7 @@ from data.cams import CamReader
 from data.augment import apply_augment, draw_augment
 from data.intensity import hu_to_unit
 from data.splits import keys_of, parse_key, read_vertebra_json
-from straighten.blocks import load_block
+from layout.blocks import block_keys, block_paths, load_block
 from utils.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -102,7 +102,8 @@ class HealthiVertDataset(Dataset):
         if keys is None:
             grades = select_keys(cfg.vertebra_json, cfg.phase, cfg.vert_class, cfg.max_grade)
             keys = sorted(grades)
-        present = [k for k in keys if (self.root / "CT" / f"{k}.nii.gz").is_file()]
+        have = set(block_keys(self.root, need_ct=True))
+        present = [k for k in keys if k in have]
         if len(present) < len(keys):
             log.warning("%d of %d %s vertebrae have no straightened block under %s (skipped): %s",
                         len(keys) - len(present), len(keys), cfg.phase, self.root,
@@ -143,7 +144,7 @@ class HealthiVertDataset(Dataset):
             return self._cache[key]
         ct, lab = load_block(self.root, key)
         if ct is None:
-            raise UserError(f"straightened block {key} has no CT", self.root / "CT")
+            raise UserError(f"straightened block {key} has no CT", block_paths(self.root, key)[0])
         blk = _Block(hu_to_unit(np.asarray(ct.array, np.float32)).astype(np.float16),
                      np.asarray(lab.array), np.asarray(lab.spacing, np.float64), self._cam(key, ct.shape))
         if self.cfg.cache_blocks != 0:
@@ -203,7 +204,7 @@ class HealthiVertDataset(Dataset):
         present = np.flatnonzero((blk.label == label).any(axis=other))
         if present.size == 0:
             raise UserError(f"vertebra {key}: label {label} is absent from its straightened block",
-                            self.root / "label" / f"{key}.nii.gz")
+                            block_paths(self.root, key)[1])
         lo, hi = int(present[0]), int(present[-1]) + 1
         z, w = bd.central_candidates(lo, hi, self.cfg.slice_fraction)
         valid = np.array([self._slice_valid(blk, int(i), label) for i in z])
@@ -229,7 +230,7 @@ class HealthiVertDataset(Dataset):
         if i < 0:
             raise UserError(f"vertebra {key}: no slice in the central {self.cfg.slice_fraction:.0%} "
                             f"has >= 50 mm^2 of target and an SI extent < {self.cfg.band_mm} mm; "
-                            "remove it from the vertebra JSON", self.root / "label" / f"{key}.nii.gz")
+                            "remove it from the vertebra JSON", block_paths(self.root, key)[1])
         return int(z[i])
 
     def slice_arrays(self, key: str, idx: int):

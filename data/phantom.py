@@ -260,15 +260,15 @@ def write_case(case: PhantomCase, root, case_id: str):
     """Write ``case`` under ``<root>/raw/<case_id>/`` (the cohort layout in the team brief), plus
     ``<case>_healthy.json``: the healthy twin's centroids (levels caudal to a fracture sit lower
     in the twin, so ``<case>.json`` does not fit it)."""
-    from pathlib import Path
-    d = Path(root) / "raw" / case_id
-    save_nifti(case.ct, d / f"{case_id}.nii.gz", dtype=np.int16)
-    save_nifti(case.mask, d / f"{case_id}_msk.nii.gz", dtype=np.uint8)
-    save_nifti(case.healthy_ct, d / f"{case_id}_healthy.nii.gz", dtype=np.int16)
-    save_nifti(case.healthy_mask, d / f"{case_id}_healthy_msk.nii.gz", dtype=np.uint8)
-    write_centroids(d / f"{case_id}.json", case.centroids)
+    from layout.raw import case_paths
+    p = case_paths(root, case_id)
+    save_nifti(case.ct, p["ct"], dtype=np.int16)
+    save_nifti(case.mask, p["mask"], dtype=np.uint8)
+    save_nifti(case.healthy_ct, p["healthy_ct"], dtype=np.int16)
+    save_nifti(case.healthy_mask, p["healthy_mask"], dtype=np.uint8)
+    write_centroids(p["centroids"], case.centroids)
     hc = case.healthy_centroids if case.healthy_centroids is not None else \
         mask_centroids(np.asarray(case.healthy_mask.array))
-    write_centroids(d / f"{case_id}_healthy.json", hc)     # the twin's (caudal levels differ)
-    write_json(d / f"{case_id}_truth.json", {**case.truth, "case": case_id})
-    return d
+    write_centroids(p["healthy_centroids"], hc)     # the twin's (caudal levels differ)
+    write_json(p["truth"], {**case.truth, "case": case_id})
+    return p["dir"]

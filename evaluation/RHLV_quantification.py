@@ -28,7 +28,8 @@ if __package__ in (None, ""):
 from data.splits import SPLITS, read_vertebra_json  # noqa: E402
 from evaluation.heights import BODIES, FILTERS, RESCALES, HeightRule  # noqa: E402
 from evaluation.plausibility import PlausibilityRule  # noqa: E402
-from evaluation.rhlv import list_keys, rhlv_table  # noqa: E402
+from evaluation.rhlv import rhlv_table  # noqa: E402
+from layout.blocks import list_keys  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 from utils.fileio import atomic_path  # noqa: E402
 

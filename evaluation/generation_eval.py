@@ -49,7 +49,8 @@ from data.splits import SPLITS, parse_key, read_vertebra_json  # noqa: E402
 from evaluation import metrics as M  # noqa: E402
 from evaluation.baselines import METHODS as BASELINES, baseline_block, neighbour_health  # noqa: E402
 from evaluation.heights import THIRDS, HeightRule, measure_pair  # noqa: E402
-from evaluation.rhlv import block_path  # noqa: E402
+from layout.blocks import CT_DIR, LABEL_DIR, block_path  # noqa: E402
+from layout.synthesis import FAKE_CT_DIR, FAKE_LABEL_DIR  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 from utils.fileio import atomic_path  # noqa: E402
 
@@ -96,7 +97,7 @@ def vertebra_metrics(pred_ct_hu, pred_lab, ref_ct_hu, ref_lab, label: int, spaci
     return out
 
 
-def _load_pair(root, key, ct_dir="CT", lab_dir="label"):
+def _load_pair(root, key, ct_dir=CT_DIR, lab_dir=LABEL_DIR):
     ct_p, lab_p = block_path(Path(root) / ct_dir, key), block_path(Path(root) / lab_dir, key)
     for p in (ct_p, lab_p):
         if not p.exists():
@@ -116,7 +117,7 @@ def evaluate_key(key, args, grades_all) -> list:
         ref_ct, ref_lab = real_ct, real_lab
     preds = {}
     if args.results_dir:
-        pc, pl, _ = _load_pair(args.results_dir, key, "CT_fake", "label_fake")
+        pc, pl, _ = _load_pair(args.results_dir, key, FAKE_CT_DIR, FAKE_LABEL_DIR)
         preds["gan"] = (pc, pl)
     if args.baselines:
         if args.truth_root:

@@ -26,7 +26,8 @@ if __package__ in (None, ""):
 
 from data.splits import SPLITS, parse_key, read_vertebra_json  # noqa: E402
 from evaluation.heights import align_footprint, column_heights_mm  # noqa: E402
-from evaluation.rhlv import block_path, list_keys, load_target  # noqa: E402
+from evaluation.rhlv import load_target  # noqa: E402
+from layout.blocks import block_path, list_keys  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 from utils.fileio import atomic_path, ensure_dir  # noqa: E402
 

@@ -37,10 +37,10 @@ from evaluation.heights import THIRDS, HeightRule, measure_own  # noqa: E402
 from evaluation.reference import (DEFAULT_PRIOR_SLOPE, ReferenceRule, learn_prior_slope,  # noqa: E402
                                   spine_positions)
 from evaluation.reference import expected_heights as robust_expected  # noqa: E402
-from evaluation.rhlv import block_path, list_keys  # noqa: E402
+from layout.blocks import block_path, list_keys  # noqa: E402
 from spine.anatomy import genant_grade, level_name, neighbour_list  # noqa: E402
-from straighten.blocks import load_completeness  # noqa: E402
-from straighten.completeness import Completeness  # noqa: E402
+from layout.blocks import load_completeness  # noqa: E402
+from spine.anatomy import Completeness  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 from utils.fileio import atomic_path  # noqa: E402
 

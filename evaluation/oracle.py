@@ -31,7 +31,8 @@ if __package__ in (None, ""):
 from data.io import load_ct, load_label, save_nifti  # noqa: E402
 from data.splits import parse_key  # noqa: E402
 from data.volume import Volume  # noqa: E402
-from evaluation.rhlv import list_keys  # noqa: E402
+from layout.blocks import block_keys, block_paths  # noqa: E402
+from layout.raw import case_file  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 
 log = logging.getLogger("oracle")
@@ -68,7 +69,7 @@ def twin_block(straight_root, key: str, healthy_mask: Volume, keep_arches: bool 
                healthy_ct: Volume = None, fill_hu: float = -1000.0):
     """(label array, affine, CT array in HU or None) of the healthy twin on the fractured block
     ``key``'s grid (CT only when ``healthy_ct`` is given; linear, ``fill_hu`` outside)."""
-    from straighten.blocks import block_paths, load_geometry
+    from layout.blocks import load_geometry
     from straighten.depedicle import depedicle
     _, lab_p, geo_p = block_paths(straight_root, key)
     if not geo_p.is_file():
@@ -99,21 +100,21 @@ def main(argv=None) -> int:
     p.add_argument("--keep_arches", action="store_true", help="do not de-pedicle")
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
-    base = Path(args.dataroot) / "raw" if (Path(args.dataroot) / "raw").is_dir() else Path(args.dataroot)
-    keys = list_keys(Path(args.straight_root) / "label")
+    keys = block_keys(args.straight_root)
     cache = {}
     for key in tqdm(keys, desc="oracle twins", disable=args.no_progress):
         case, _ = parse_key(key)
         if case not in cache:
             cache.clear()
-            cache[case] = load_label(base / case / f"{case}{args.mask_suffix}.nii.gz")
+            cache[case] = load_label(case_file(args.dataroot, case, f"{args.mask_suffix}.nii.gz"))
             if args.with_ct:
-                cache["ct"] = load_ct(base / case / f"{case}{args.ct_suffix}.nii.gz")
+                cache["ct"] = load_ct(case_file(args.dataroot, case, f"{args.ct_suffix}.nii.gz"))
         arr, aff, ct = twin_block(args.straight_root, key, cache[case], args.keep_arches, cache.get("ct"))
-        save_nifti(Volume(arr.astype(np.uint8), aff), Path(args.output_root) / "label" / f"{key}.nii.gz")
+        ct_p, lab_p, _ = block_paths(args.output_root, key)
+        save_nifti(Volume(arr.astype(np.uint8), aff), lab_p)
         if ct is not None:
-            save_nifti(Volume(ct, aff), Path(args.output_root) / "CT" / f"{key}.nii.gz")
-    log.info("wrote %d twin blocks to %s", len(keys), Path(args.output_root) / "label")
+            save_nifti(Volume(ct, aff), ct_p)
+    log.info("wrote %d twin blocks to %s", len(keys), lab_p.parent if keys else args.output_root)
     return 0
 
 

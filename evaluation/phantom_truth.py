@@ -22,6 +22,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from data.splits import make_key  # noqa: E402
+from layout.raw import raw_base, truth_files  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 from utils.fileio import atomic_path, read_json  # noqa: E402
 
@@ -32,10 +33,9 @@ TRUTH_THIRDS = {"a": "anterior", "m": "middle", "p": "posterior"}
 def truth_table(dataroot):
     """DataFrame: key, case, label, true_grade, morphology, loss_{a,m,p}, H_true_{a,m,p}_mm."""
     import pandas as pd
-    base = Path(dataroot) / "raw" if (Path(dataroot) / "raw").is_dir() else Path(dataroot)
-    files = sorted(base.glob("*/*_truth.json"))
+    files = truth_files(dataroot)
     if not files:
-        raise UserError("no <case>/<case>_truth.json files found", base)
+        raise UserError("no <case>/<case>_truth.json files found", raw_base(dataroot))
     rows = []
     for f in files:
         t = read_json(f)

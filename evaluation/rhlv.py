@@ -19,34 +19,10 @@ from data.splits import parse_key
 from spine.anatomy import level_name
 from evaluation.heights import THIRDS, HeightRule, measure_pair, target_mask
 from evaluation.plausibility import PlausibilityRule, implausible_reasons
-from straighten.blocks import load_completeness
+from layout.blocks import block_path, load_completeness
 from utils.errors import UserError
 
 log = logging.getLogger(__name__)
-
-
-def block_path(folder, key: str) -> Path:
-    """``<folder>/<key>.nii.gz`` (``.nii`` accepted too)."""
-    folder = Path(folder)
-    p = folder / f"{key}.nii.gz"
-    if not p.exists() and (folder / f"{key}.nii").exists():
-        return folder / f"{key}.nii"
-    return p
-
-
-def list_keys(folder) -> List[str]:
-    """Vertebra keys of the ``*.nii.gz`` / ``*.nii`` files in a folder, sorted."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise UserError("folder not found", folder)
-    keys = []
-    for p in sorted(folder.iterdir()):
-        name = p.name
-        for suf in (".nii.gz", ".nii"):
-            if name.endswith(suf) and not name.startswith("."):
-                keys.append(name[: -len(suf)])
-                break
-    return keys
 
 
 def load_target(path, label: int):

@@ -25,7 +25,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from evaluation.height_map import draw_map, map_for_key  # noqa: E402
 from evaluation.phantom_truth import truth_table  # noqa: E402
-from evaluation.rhlv import block_path  # noqa: E402
+from layout.blocks import block_path  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 from utils.fileio import atomic_path  # noqa: E402
 

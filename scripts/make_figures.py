@@ -37,7 +37,8 @@ from data.intensity import hu_to_unit  # noqa: E402
 from data.io import load_ct, load_label, load_volume  # noqa: E402
 from data.splits import parse_key  # noqa: E402
 from evaluation.height_map import draw_map, height_loss_map  # noqa: E402
-from evaluation.rhlv import block_path  # noqa: E402
+from layout.blocks import CT_DIR, LABEL_DIR, block_path  # noqa: E402
+from layout.synthesis import FAKE_CT_DIR, FAKE_LABEL_DIR  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 from utils.fileio import atomic_path, ensure_dir, read_json  # noqa: E402
 
@@ -134,10 +135,10 @@ def _mid_slice(label_arr, lab):
 
 def _panels(key, args):
     _, lab = parse_key(key)
-    ct = load_ct(block_path(Path(args.dataroot) / "CT", key))
-    lab_v = load_label(block_path(Path(args.dataroot) / "label", key))
-    fake = load_ct(block_path(Path(args.results_dir) / "CT_fake", key)).array
-    fake_lab = load_label(block_path(Path(args.results_dir) / "label_fake", key), allow_empty=True).array
+    ct = load_ct(block_path(Path(args.dataroot) / CT_DIR, key))
+    lab_v = load_label(block_path(Path(args.dataroot) / LABEL_DIR, key))
+    fake = load_ct(block_path(Path(args.results_dir) / FAKE_CT_DIR, key)).array
+    fake_lab = load_label(block_path(Path(args.results_dir) / FAKE_LABEL_DIR, key), allow_empty=True).array
     z = _mid_slice(lab_v.array, lab)
     real_u = hu_to_unit(ct.array[:, :, z].astype(np.float64))
     rows = np.flatnonzero((lab_v.array[:, :, z] == lab).any(axis=1))
@@ -179,7 +180,7 @@ def pick_keys(vertebra_json, results_dir, n: int, phases=("val", "test")) -> lis
     most severely graded first (then by key), so the grid shows fractures when there are any."""
     from data.splits import keys_of, read_vertebra_json
     graded = keys_of(read_vertebra_json(vertebra_json), phases)
-    have = [k for k in graded if block_path(Path(results_dir) / "CT_fake", k).exists()]
+    have = [k for k in graded if block_path(Path(results_dir) / FAKE_CT_DIR, k).exists()]
     return sorted(have, key=lambda k: (-graded[k], k))[:n]
 
 

@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from data.intensity import hu_to_uint8  # noqa: E402
 from data.splits import parse_key  # noqa: E402
-from straighten.blocks import LABEL_DIR, load_block  # noqa: E402
+from layout.blocks import LABEL_DIR, load_block  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 from utils.fileio import atomic_path  # noqa: E402
 

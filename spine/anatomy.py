@@ -16,6 +16,7 @@ grade 1, 25–40 % grade 2, 40 % and more grade 3. Each grade's lower bound belo
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Iterable, List, Optional, Tuple
 
 import numpy as np
@@ -79,3 +80,26 @@ def genant_grade(loss: float) -> int:
         return 0
     loss = round(loss, _GRADE_DECIMALS)
     return int(sum(loss >= t for t in GENANT_LOSS))
+
+
+COMPLETE, TRUNCATED, INCOMPLETE = "complete", "truncated", "incomplete"
+
+
+@dataclass(frozen=True)
+class Completeness:
+    """Whether a vertebra can be measured, and why not: ``complete``, ``truncated`` (cut by the
+    field of view) or ``incomplete`` (no body in the label, metal). Decided once, at
+    straightening (``straighten/completeness.py``), stored with each block
+    (``layout.blocks.load_completeness``); incomplete vertebrae are never graded nor used as a
+    height reference."""
+
+    status: str = COMPLETE
+    reason: str = ""
+
+    @property
+    def complete(self) -> bool:
+        return self.status == COMPLETE
+
+    @property
+    def truncated(self) -> bool:
+        return self.status == TRUNCATED

@@ -5,7 +5,7 @@ must never be graded as a fracture nor serve as another vertebra's height refere
 vertebra label of a case gets a :class:`Completeness` here; straightening stores it in each
 block's geometry (``extra_complete``, ``extra_reason``, and the case-wide list of incomplete
 labels ``extra_incomplete_labels``) and in ``summary.csv``; every later stage reads it from
-there (:func:`straighten.blocks.load_completeness`).
+there (:func:`layout.blocks.load_completeness`).
 
 Rules, on the vertebral *body* (found as for the centroids, :mod:`straighten.orient`):
 
@@ -32,27 +32,9 @@ from typing import Dict, Optional
 import numpy as np
 from scipy import ndimage
 
-from spine.anatomy import VERTEBRA_LABELS, order_labels
 from data.volume import Volume
-
-COMPLETE, TRUNCATED, INCOMPLETE = "complete", "truncated", "incomplete"
-
-
-@dataclass(frozen=True)
-class Completeness:
-    """Whether a vertebra can be measured, and why not."""
-
-    status: str = COMPLETE
-    reason: str = ""
-
-    @property
-    def complete(self) -> bool:
-        return self.status == COMPLETE
-
-    @property
-    def truncated(self) -> bool:
-        return self.status == TRUNCATED
-
+from spine.anatomy import (COMPLETE, INCOMPLETE, TRUNCATED, VERTEBRA_LABELS,  # noqa: F401
+                           Completeness, order_labels)
 
 @dataclass(frozen=True)
 class CompletenessRule:

@@ -19,7 +19,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from data.volume import Volume
-from straighten.blocks import BlockGeometry
+from layout.blocks import BlockGeometry
 from spine.anatomy import order_labels
 from straighten.centerline import Centerline
 from straighten.frames import build_rows

@@ -1,6 +1,6 @@
 """Inverse straightening: block voxels <-> world mm <-> patient voxels, and painting blocks back.
 
-The forward map of a block (:class:`~straighten.blocks.BlockGeometry`) is
+The forward map of a block (:class:`~layout.blocks.BlockGeometry`) is
 ``X(r, a, c) = P(r) + (a - ca) V1(r) + (c - cc) V2(r)`` with ``P``, ``V1``, ``V2`` linear
 between rows. :func:`block_to_patient` evaluates it and applies the patient affine (exact).
 :func:`world_to_block` inverts it by Newton's method on ``(r, a, c)`` started at the nearest row,
@@ -16,7 +16,7 @@ import numpy as np
 from scipy import ndimage
 
 from data.volume import Volume
-from straighten.blocks import BlockGeometry
+from layout.blocks import BlockGeometry
 
 
 def _rows(arr: np.ndarray, r: np.ndarray):

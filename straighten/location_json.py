@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from data.centroids import centroids_from_mask, write_centroids  # noqa: E402
 from data.io import check_same_grid, load_label, load_volume  # noqa: E402
 from data.volume import Volume  # noqa: E402
-from straighten.cases import centroid_path  # noqa: E402
+from layout.raw import centroid_path, mask_files  # noqa: E402
 from spine.anatomy import VERTEBRA_LABELS as VERTEBRA_IDS, order_labels  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 
@@ -86,12 +86,6 @@ def _write_one(mask_p: Path, out_p: Path, args) -> None:
     log.info("wrote %s (%d vertebrae)", out_p, len(cents))
 
 
-def _mask_files(dataroot: Path, mask_suffix: str):
-    root = dataroot / "raw" if (dataroot / "raw").is_dir() else dataroot
-    return sorted(p for p in root.rglob(f"*{mask_suffix}.nii.gz")
-                  if not p.name[:-len(mask_suffix) - 7].endswith("_healthy"))
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mask", help="one label map (VerSe ids); writes --output")
@@ -114,7 +108,7 @@ def main(argv=None):
             raise UserError("--mask needs --output")
         jobs = [(Path(args.mask), Path(args.output))]
     else:
-        files = _mask_files(Path(args.dataroot), args.mask_suffix)
+        files = mask_files(Path(args.dataroot), args.mask_suffix)
         if not files:
             raise UserError(f"no *{args.mask_suffix}.nii.gz masks found", args.dataroot)
         jobs = [(p, centroid_path(p.parent, p.name[:-len(args.mask_suffix) - 7], args.mask_suffix))

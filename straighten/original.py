@@ -28,7 +28,7 @@ import numpy as np
 from scipy import ndimage
 
 from data.volume import Volume
-from straighten.blocks import BlockGeometry
+from layout.blocks import BlockGeometry
 from straighten.core import CT_FILL_HU, Block
 
 SECTION = 128

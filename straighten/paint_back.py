@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from data.io import load_volume, save_nifti  # noqa: E402
 from data.volume import Volume  # noqa: E402
-from straighten.blocks import BlockGeometry  # noqa: E402
+from layout.blocks import BlockGeometry  # noqa: E402
 from straighten.inverse import paint_back  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 

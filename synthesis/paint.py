@@ -24,7 +24,8 @@ from data.io import check_same_grid, load_ct, load_label, save_nifti
 from data.splits import parse_key
 from data.volume import Volume
 from synthesis.fusion import Synthesis
-from synthesis.writer import OutputLayout, label_dtype
+from layout.synthesis import OutputLayout
+from synthesis.writer import label_dtype
 from utils.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ class PatientPainter:
     """Finds each case's original CT and mask under ``raw_root`` and writes the painted volumes."""
 
     def __init__(self, dataroot: Path, raw_root: Path, margin_mm: float = 3.0):
-        from straighten.cases import find_cases
+        from layout.raw import find_cases
         if not Path(raw_root).is_dir():
             raise UserError("--raw_root is not a folder", raw_root)
         self.dataroot, self.margin_mm = Path(dataroot), float(margin_mm)
@@ -71,7 +72,7 @@ class PatientPainter:
 
     def paint(self, syn: Synthesis, block: Volume, layout: OutputLayout) -> Optional[Path]:
         """Write the two patient-space volumes of ``syn`` (block: its label block Volume)."""
-        from straighten.blocks import load_geometry
+        from layout.blocks import load_geometry
         from straighten.inverse import paint_back, world_to_block
         case, label = parse_key(syn.key)
         geo = load_geometry(self.dataroot, syn.key)

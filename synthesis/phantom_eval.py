@@ -31,6 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from data.io import load_label  # noqa: E402
 from data.splits import keys_of, parse_key, read_vertebra_json  # noqa: E402
+from layout.raw import truth_path  # noqa: E402
+from layout.synthesis import OutputLayout  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 from utils.fileio import read_json, write_text  # noqa: E402
 
@@ -41,9 +43,7 @@ THIRD_NAMES = ("anterior", "middle", "posterior")
 def true_heights(cohort: Path, key: str) -> np.ndarray:
     """Healthy-twin A/M/P heights (mm) of ``key`` from the phantom truth file."""
     case, label = parse_key(key)
-    p = cohort / "raw" / case / f"{case}_truth.json"
-    if not p.is_file():
-        p = cohort / case / f"{case}_truth.json"
+    p = truth_path(cohort, case)
     t = read_json(p)
     try:
         h = t["vertebrae"][str(label)]["healthy_heights_mm"]
@@ -62,12 +62,12 @@ def measure(mask: np.ndarray, spacing) -> np.ndarray:
 def evaluate_key(key: str, grades: Dict[str, int], results: Path, blocks: Path, cohort: Path) -> dict:
     """Heights (mm) per method and their absolute % errors vs the healthy truth."""
     from evaluation.baselines import baseline_block, neighbour_health
-    from straighten.blocks import load_block
+    from layout.blocks import load_block
     case, label = parse_key(key)
     ct, lab = load_block(blocks, key)
     sp = lab.spacing
     truth = true_heights(cohort, key)
-    fake = load_label(results / "label_fake" / f"{key}.nii.gz", allow_empty=True).array
+    fake = load_label(OutputLayout(results).label(key), allow_empty=True).array
     heights = {"gan": measure(fake == label, sp), "none": measure(lab.array == label, sp)}
     healthy = neighbour_health(case, label, grades, np.unique(lab.array).tolist())
     for method in ("interp", "copy"):
@@ -133,9 +133,9 @@ def main(argv=None) -> int:
                          ["train", "val", "test"])
     keys = [k for k, g in sorted(keys_of(read_vertebra_json(args.vertebra_json or cohort / "vertebra_data.json"),
                                          args.phase).items()) if g >= args.min_grade]
-    keys = [k for k in keys if (results / "label_fake" / f"{k}.nii.gz").is_file()]
+    keys = [k for k in keys if OutputLayout(results).label(k).is_file()]
     if not keys:
-        raise UserError("no synthesised fractured vertebrae of the phase", results / "label_fake")
+        raise UserError("no synthesised fractured vertebrae of the phase", OutputLayout(results).label_dir)
     rows = [evaluate_key(k, grades_all, results, Path(args.dataroot), cohort) for k in keys]
     out = Path(args.output) if args.output else results / "phantom_heights.csv"
     write_text(out, pd.DataFrame(rows).round(3).to_csv(index=False))

@@ -27,7 +27,8 @@ from synthesis.fusion import Synthesis, from_view, fuse
 from synthesis.iterative import ModelStep, VertebraInput, synthesize_view
 from synthesis.model_io import LoadedModel, load_generator
 from synthesis.views import SliceGrid
-from synthesis.writer import OutputLayout, Summary, read_summary, summary_row, write_block_outputs
+from layout.synthesis import OutputLayout
+from synthesis.writer import Summary, read_summary, summary_row, write_block_outputs
 from utils.errors import UserError
 from utils.fileio import ensure_dir
 
@@ -57,29 +58,9 @@ class SynthesisOptions:
 
 
 def select_keys(dataroot: Path, vertebra_json: Optional[str], phases: Sequence[str]) -> List[str]:
-    """Keys of ``phases`` in the JSON that have a block, or every block under ``dataroot``."""
-    label_dir = dataroot / "label"
-    if not label_dir.is_dir():
-        raise UserError("no label/ folder of straightened blocks (is --dataroot the straightening "
-                        "output?)", dataroot)
-    present = sorted(p.name[:-7] for p in label_dir.glob("*.nii.gz"))
-    if vertebra_json is None:
-        keys = present
-    else:
-        splits = read_vertebra_json(vertebra_json)
-        phases = sorted(splits) if "all" in phases else phases
-        wanted = sorted(keys_of(splits, phases))
-        have = set(present)
-        keys = [k for k in wanted if k in have]
-        if len(keys) < len(wanted):
-            log.warning("%d of %d vertebrae of %s have no block under %s (skipped): %s",
-                        len(wanted) - len(keys), len(wanted), "+".join(phases), label_dir,
-                        ", ".join(sorted(set(wanted) - have)[:5]))
-    if not keys:
-        raise UserError("no straightened blocks to synthesise (expected label/<key>.nii.gz)", dataroot)
-    for k in keys:
-        parse_key(k)
-    return keys
+    """Keys of ``phases`` in the JSON that have a block (label and CT), or every block."""
+    from layout.blocks import select_blocks
+    return list(select_blocks(dataroot, vertebra_json, phases, need_ct=True))
 
 
 class BlockReader:
@@ -96,7 +77,7 @@ class BlockReader:
         return self.cams.load(key, shape)
 
     def read(self, keys: Iterable[str]) -> Iterator[VertebraInput]:
-        from straighten.blocks import load_block
+        from layout.blocks import load_block
         for key in keys:
             try:
                 ct, lab = load_block(self.root, key)

@@ -1,4 +1,5 @@
-"""Outputs of the 3D synthesis stage, all written atomically under ``--results_dir``:
+"""Writing the outputs of the 3D synthesis stage atomically under ``--results_dir``
+(paths: :mod:`layout.synthesis`):
 
 * ``CT_fake/<key>.nii.gz``: pseudo-healthy CT in HU (float32, ``data.intensity.unit_to_hu``) on the
   block's exact grid (same shape and affine as ``CT/<key>.nii.gz``);
@@ -20,40 +21,12 @@ import numpy as np
 
 from data.intensity import unit_to_hu
 from data.io import save_nifti
-from data.splits import parse_key
 from data.volume import Volume
+from layout.synthesis import OutputLayout
 from synthesis.fusion import Synthesis
 from utils.fileio import write_text
 
 SUMMARY_FIELDS = ("key", "view", "slices", "pred_height_mm", "seconds", "status")
-
-
-class OutputLayout:
-    """Where each output of a vertebra key goes."""
-
-    def __init__(self, results_dir):
-        self.root = Path(results_dir)
-
-    def ct(self, key: str) -> Path:
-        return self.root / "CT_fake" / f"{key}.nii.gz"
-
-    def label(self, key: str) -> Path:
-        return self.root / "label_fake" / f"{key}.nii.gz"
-
-    def patient(self, key: str, mask: bool = False) -> Path:
-        case, label = parse_key(key)
-        return self.root / "patient_space" / f"{case}_{label}_healthy{'_msk' if mask else ''}.nii.gz"
-
-    @property
-    def summary(self) -> Path:
-        return self.root / "summary.csv"
-
-    def complete(self, key: str, paint_back: bool) -> bool:
-        """True when every output of ``key`` that this run would write already exists."""
-        paths = [self.ct(key), self.label(key)]
-        if paint_back:
-            paths += [self.patient(key), self.patient(key, mask=True)]
-        return all(p.is_file() for p in paths)
 
 
 def label_dtype(labels: np.ndarray):

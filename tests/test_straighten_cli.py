@@ -6,7 +6,7 @@ import csv
 import numpy as np
 import pytest
 
-from straighten.blocks import load_block, load_geometry
+from layout.blocks import load_block, load_geometry
 from straighten.straighten_mask_3d import main
 
 data_phantom = pytest.importorskip("data.phantom")

@@ -50,7 +50,7 @@ def test_montage_script(shared_data, tmp_path):
     from pathlib import Path
     repo = Path(__file__).resolve().parents[1]
     lab, ct, cents, sub = _sets(shared_data)["tptbox"]
-    from straighten.blocks import save_block
+    from layout.blocks import save_block
     for b in straighten_case(lab, cents, list(cents), ct, sub):
         save_block(tmp_path / "blocks", f"tp_{b.label}", b.geometry, b.label_array, b.ct_array)
     png = tmp_path / "m.png"

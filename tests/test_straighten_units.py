@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from straighten.blocks import BlockGeometry
+from layout.blocks import BlockGeometry
 from spine.anatomy import order_labels
 from straighten.centerline import Centerline, rotation_minimizing_frames
 from straighten.depedicle import depedicle

@@ -188,10 +188,10 @@ def phantom(tmp_path_factory):
 def test_identity_synthesis_paints_back_onto_the_vertebra(phantom, tmp_path):
     """Painting the real block back reproduces the patient's vertebral body in place."""
     from evaluation.metrics import dice
-    from straighten.blocks import load_block
+    from layout.blocks import load_block
     from synthesis.fusion import Synthesis
     from synthesis.paint import PatientPainter
-    from synthesis.writer import OutputLayout
+    from layout.synthesis import OutputLayout
     ct, lab = load_block(phantom / "straight", "ph01_20")
     syn = Synthesis("ph01_20", 20, hu_to_unit(ct.array), lab.array.astype(np.int32),
                     np.zeros(ct.shape, np.float32))
@@ -239,7 +239,7 @@ def test_slices_match_the_training_dataset(setup, mode, fit):
     """SliceGrid.take (inference) == the dataset's slice (training), resampling included."""
     from data.gan_dataset import GanDataConfig, HealthiVertDataset
     from data.splits import write_vertebra_json
-    from straighten.blocks import load_block
+    from layout.blocks import load_block
     from synthesis.views import SliceGrid
     root = setup["dir"] / "blocks"
     write_vertebra_json(setup["dir"] / "vj.json", {"train": {k: 0 for k in setup["keys"]}})

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from straighten.cases import find_cases
+from layout.raw import find_cases
 
 ROOT = Path(__file__).resolve().parents[1]
 SUB = "sub-verse004"

@@ -16,12 +16,13 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from data.io import check_same_grid, load_ct, load_label, save_nifti
 from data.volume import Volume
+from spine.anatomy import Completeness
 from utils.errors import UserError
 from utils.fileio import atomic_path
 
@@ -139,7 +140,6 @@ def block_complete(root, key: str, with_ct: bool) -> bool:
 def load_completeness(root, key: str):
     """``(Completeness, {label: reason} of the case's incomplete vertebrae)`` stored with block
     ``key`` by straightening; a block without that record (older outputs) counts as complete."""
-    from straighten.completeness import Completeness
     geo_p = block_paths(root, key)[2]
     if not geo_p.is_file():
         return Completeness(), {}
@@ -154,3 +154,71 @@ def load_completeness(root, key: str):
     except (KeyError, ValueError, OSError) as exc:
         raise UserError(f"not a block geometry file ({exc})", geo_p) from None
     return flag, labels
+
+
+# ------------------------------------------------------------------ keys and files in a folder
+
+def block_path(folder, key: str) -> Path:
+    """``<folder>/<key>.nii.gz`` (``.nii`` accepted too) in any folder of per-vertebra volumes
+    (``label/``, ``CT/``, ``label_fake/`` …)."""
+    folder = Path(folder)
+    p = folder / f"{key}.nii.gz"
+    if not p.exists() and (folder / f"{key}.nii").exists():
+        return folder / f"{key}.nii"
+    return p
+
+
+def list_keys(folder) -> List[str]:
+    """Vertebra keys of the ``*.nii.gz`` / ``*.nii`` files in a folder, sorted."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError("folder not found", folder)
+    keys = []
+    for p in sorted(folder.iterdir()):
+        name = p.name
+        for suf in (".nii.gz", ".nii"):
+            if name.endswith(suf) and not name.startswith("."):
+                keys.append(name[: -len(suf)])
+                break
+    return keys
+
+
+def block_keys(root, need_ct: bool = False) -> List[str]:
+    """Keys that have a block under ``root``: the label file decides (every block has one);
+    with ``need_ct`` the CT file must exist as well."""
+    root = Path(root)
+    if not (root / LABEL_DIR).is_dir():
+        raise UserError(f"no {LABEL_DIR}/ folder of straightened blocks (is this the "
+                        "straightening output?)", root)
+    keys = list_keys(root / LABEL_DIR)
+    if need_ct:
+        keys = [k for k in keys if block_path(root / CT_DIR, k).is_file()]
+    return keys
+
+
+def select_blocks(root, vertebra_json=None, phases: Sequence[str] = ("all",),
+                  need_ct: bool = False) -> Dict[str, Optional[int]]:
+    """``{key: grade}`` of the vertebrae of ``phases`` in the split file that have a block under
+    ``root`` (``"all"``: every split), with one warning listing those without; without a split
+    file every block, graded None. Empty is an error."""
+    import logging
+    from data.splits import keys_of, read_vertebra_json
+    root = Path(root)
+    have = block_keys(root, need_ct)
+    if vertebra_json is None:
+        out: Dict[str, Optional[int]] = {k: None for k in have}
+    else:
+        splits = read_vertebra_json(vertebra_json)
+        phases = sorted(splits) if "all" in phases else list(phases)
+        wanted = keys_of(splits, phases)
+        present = set(have)
+        out = {k: g for k, g in sorted(wanted.items()) if k in present}
+        missing = sorted(set(wanted) - present)
+        if missing:
+            logging.getLogger("blocks").warning(
+                "%d of %d vertebrae of %s have no block under %s (skipped): %s", len(missing),
+                len(wanted), "+".join(phases), root, ", ".join(missing[:5]))
+    if not out:
+        raise UserError(f"no straightened blocks to use (expected {LABEL_DIR}/<key>.nii.gz"
+                        f"{' and ' + CT_DIR + '/<key>.nii.gz' if need_ct else ''})", root)
+    return out
