@@ -31,6 +31,8 @@ from data.gan_dataset import GanDataConfig, HealthiVertDataset, select_keys  # n
 from data.intensity import hu_to_unit, unit_to_hu, unit_to_uint8  # noqa: E402
 from data.splits import parse_key  # noqa: E402
 from options.test_options import TestOptions, parse_test_options  # noqa: E402
+from layout.runs import checkpoint_path, resolve_checkpoint, run_dir  # noqa: E402
+from synthesis.model_io import load_generator  # noqa: E402
 from utils import checkpoint as ck  # noqa: E402
 from utils.device import resolve_device  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
@@ -45,33 +47,8 @@ IMAGE_PANELS = ("real_A", "fake_B", "real_B", "fake_B_coarse", "fake_B_local")
 
 def _checkpoint_file(o: TestOptions) -> Path:
     if o.checkpoint:
-        return Path(o.checkpoint)
-    return ck.checkpoint_path(Path(o.checkpoints_dir) / o.name, o.epoch)
-
-
-def load_trained_model(path: Path, device, image_size=None, band_rows=None, state=None):
-    """Model with the checkpoint's weights (architecture from the checkpoint); UserError when the
-    file is missing, unreadable or does not fit. ``state``: the checkpoint dict when the caller has
-    already read ``path``. Returns ``(model, checkpoint dict)``."""
-    from models.config import ModelConfig
-    from models.healthivert_model import build_model
-    if state is None:
-        state = ck.load_checkpoint(path, map_location=device)
-    stored = state.get("extra", {}).get("model_config") or state["model"].get("config")
-    if not stored:
-        raise UserError("checkpoint has no model configuration", path)
-    over = {"amp": False}
-    if image_size:
-        over["image_size"] = int(image_size)
-    if band_rows:
-        over["band_rows"] = int(band_rows)
-    try:
-        cfg = ModelConfig.from_dict({**stored, **over})
-    except ValueError as exc:
-        raise UserError(f"checkpoint configuration is not usable here ({exc})", path) from None
-    model = build_model(cfg, device)
-    ck.load_model_state(model, state, path)
-    return model.eval(), state
+        return resolve_checkpoint(o.checkpoint)
+    return checkpoint_path(run_dir(o.checkpoints_dir, o.name), o.epoch)
 
 
 def _dataset(o: TestOptions, trained: dict, band_rows: Optional[int] = None) -> HealthiVertDataset:
@@ -182,8 +159,10 @@ def run_test(o: TestOptions) -> Path:
             log.warning("the model was trained with a %d-row band; these blocks would give %d rows "
                         "for its %.1f mm: using the trained %d rows", int(stored["band_rows"]),
                         rows_here, ds.cfg.band_mm, int(stored["band_rows"]))
-    model, state = load_trained_model(path, device, ds.cfg.image_size, ds.slice_geometry()[0], state)
-    model.prepare_inference()  # folded spectral norms: same outputs up to rounding, faster
+    # the one generator loader (as synthesis): the moving-average weights when the run has them,
+    # folded spectral norms (same outputs up to rounding, faster)
+    model = load_generator(path, device, image_size=ds.cfg.image_size,
+                           band_rows=ds.slice_geometry()[0], checkpoint=state).model
     grades = select_keys(o.vertebra_json, o.phase, "all", 3)
     tag = f"{o.phase}_{o.epoch if not o.checkpoint else Path(o.checkpoint).stem}"
     out_dir = ensure_dir(Path(o.results_dir) / o.name / tag)

@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from data.gan_dataset import HealthiVertDataset  # noqa: E402
 from options.model_options import make_model_config  # noqa: E402
 from options.train_options import TrainOptions, parse_train_options  # noqa: E402
+from layout.runs import checkpoint_path  # noqa: E402
 from utils import checkpoint as ck  # noqa: E402
 from utils.distributed import DistInfo, all_reduce_mean, barrier, cleanup, init_distributed  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
@@ -97,7 +98,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def resume(self) -> None:
-        path = ck.checkpoint_path(self.run_dir, self.opts.run.epoch)
+        path = checkpoint_path(self.run_dir, self.opts.run.epoch)
         state = ck.load_checkpoint(path, map_location=self.info.device)
         ck.load_model_state(self.model, state, path)
         ck.restore_training(state, self.schedulers, None)
@@ -113,9 +114,9 @@ class Trainer:
         state = ck.make_checkpoint(self.model.state_dict(), self.schedulers, None, self.epoch,
                                    self.step, self.epoch_step, self.opts.to_dict(),
                                    {"model_config": self.cfg.to_dict()})
-        ck.save_checkpoint(state, ck.checkpoint_path(self.run_dir, "latest"))
+        ck.save_checkpoint(state, checkpoint_path(self.run_dir, "latest"))
         if numbered:
-            ck.save_checkpoint(state, ck.checkpoint_path(self.run_dir, str(self.epoch)))
+            ck.save_checkpoint(state, checkpoint_path(self.run_dir, str(self.epoch)))
 
     # ------------------------------------------------------------------ loop
     @property

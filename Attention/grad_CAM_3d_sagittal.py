@@ -35,7 +35,9 @@ from Attention.dataset import Preproc, load_block_arrays
 from data.band import band_rows_from_mm
 from data.intensity import hu_to_uint8
 from data.io import load_volume, save_nifti
-from data.splits import SPLITS, keys_of, read_vertebra_json
+from data.splits import SPLITS
+from layout.blocks import select_blocks
+from layout.runs import checkpoint_path, resolve_checkpoint, run_dir
 from utils.device import resolve_device
 from utils.errors import UserError, run_cli
 from utils.fileio import atomic_path, ensure_dir, write_json
@@ -72,7 +74,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def select_keys(args) -> dict:
     """{key: grade or None} to process: the blocks (label and CT) of ``--phase``."""
-    from layout.blocks import select_blocks
     phases = [s for s in args.phase.split(",") if s]
     return select_blocks(args.dataroot, args.vertebra_json, phases, need_ct=True)
 
@@ -130,7 +131,8 @@ def process_key(args, cam, pre: Preproc, key: str, grade, out: Path, min_grade: 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    ckpt_path = args.checkpoint or Path(args.checkpoints_dir) / args.name / "ckpt" / f"{args.epoch}.pth"
+    ckpt_path = (resolve_checkpoint(args.checkpoint) if args.checkpoint
+                 else checkpoint_path(run_dir(args.checkpoints_dir, args.name), args.epoch))
     keys = select_keys(args)
     if not keys:
         raise UserError("no vertebra keys to process (no blocks match)", args.dataroot)

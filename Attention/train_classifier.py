@@ -38,6 +38,7 @@ from Attention.dataset import Preproc, VertebraDataset, balanced_sampler, cache_
 from Attention.metrics import classification_report
 from data.splits import inner_split, keys_of, read_vertebra_json
 from layout.blocks import block_keys
+from layout.runs import checkpoint_path, run_dir
 from utils.device import resolve_device
 from utils.errors import UserError, run_cli
 from utils.checkpoint import save_checkpoint
@@ -91,8 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def prepare_run(args) -> tuple:
     """(run folder, resume checkpoint or None); refuses to clobber an existing run."""
-    run = Path(args.checkpoints_dir) / args.name
-    latest = run / "ckpt" / "latest.pth"
+    run = run_dir(args.checkpoints_dir, args.name)
+    latest = checkpoint_path(run, "latest")
     if args.continue_train:
         ckpt = read_checkpoint(latest)
         old = ckpt["options"]
@@ -223,8 +224,8 @@ def main(argv=None) -> int:
                  m["vertebra"]["auc"], m["vertebra"]["balanced_accuracy"])
         if args.select_on == "last" or score(m) > best["score"]:
             best = {"epoch": epoch, "score": score(m), "val": m}
-            save_checkpoint(make_checkpoint(net, opt, epoch, step, options, history, best), run / "ckpt" / "best.pth")
-        save_checkpoint(make_checkpoint(net, opt, epoch, step, options, history, best), run / "ckpt" / "latest.pth")
+            save_checkpoint(make_checkpoint(net, opt, epoch, step, options, history, best), checkpoint_path(run, "best"))
+        save_checkpoint(make_checkpoint(net, opt, epoch, step, options, history, best), checkpoint_path(run, "latest"))
         write_json(run / "metrics.json", {"best_epoch": best["epoch"], "best": best.get("val"),
                                           "selected_on": args.select_on, "history": history})
     tb.close()

@@ -34,37 +34,38 @@ class LoadedModel:
     trained_with_cam: bool
     path: Path
     options: Dict[str, Any]
+    checkpoint: Dict[str, Any]   # the whole checkpoint dict (epoch, step, extra …)
 
 
-def resolve_checkpoint_path(path) -> Path:
-    """A checkpoint file, or a run folder (``<run>/ckpt/latest.pth``)."""
-    p = Path(path)
-    if p.is_dir():
-        cand = p / "ckpt" / "latest.pth"
-        if not cand.is_file():
-            raise UserError("folder holds no ckpt/latest.pth (give a checkpoint file or a run folder)", p)
-        return cand
-    return p
-
-
-def load_generator(path, device, expect_view: str) -> LoadedModel:
-    """Load ``path`` for ``expect_view`` slices onto ``device`` (eval mode)."""
+def load_generator(path, device, expect_view: Optional[str] = None,
+                   image_size: Optional[int] = None, band_rows: Optional[int] = None,
+                   checkpoint: Optional[Dict[str, Any]] = None) -> LoadedModel:
+    """Load ``path`` (a checkpoint or a run folder) onto ``device``, prepared for inference.
+    ``expect_view``: refuse a checkpoint of the other view; ``image_size`` / ``band_rows``
+    override the stored geometry (``test.py`` on other blocks); ``checkpoint``: the dict when the
+    caller has read ``path`` already. The one generator loader of ``test.py`` and synthesis."""
     from models.config import ModelConfig
     from models.healthivert_model import HealthiVertModel
+    from layout.runs import resolve_checkpoint
     from utils.checkpoint import load_checkpoint
 
-    p = resolve_checkpoint_path(path)
-    ckpt = load_checkpoint(p, map_location="cpu")
+    p = resolve_checkpoint(path)
+    ckpt = checkpoint if checkpoint is not None else load_checkpoint(p, map_location="cpu")
     state = ckpt.get("model")
     if not isinstance(state, dict) or "config" not in state or "netG" not in state:
         raise UserError("checkpoint has no generator weights or model config", p)
+    over = {"amp": False}
+    if image_size:
+        over["image_size"] = int(image_size)
+    if band_rows:
+        over["band_rows"] = int(band_rows)
     try:
-        cfg = ModelConfig.from_dict({**state["config"], "amp": False})
+        cfg = ModelConfig.from_dict({**state["config"], **over})
     except (TypeError, ValueError) as exc:
-        raise UserError(f"checkpoint model config is invalid ({exc})", p) from None
+        raise UserError(f"checkpoint model config is not usable here ({exc})", p) from None
     options = dict(ckpt.get("options") or {})
     view = str(options.get("dataset_mode", "aligned_sagittal")).replace("aligned_", "")
-    if view != expect_view:
+    if expect_view is not None and view != expect_view:
         other = "--coronal_checkpoint" if view == "coronal" else "--checkpoint"
         raise UserError(f"checkpoint was trained on {view} slices, not {expect_view} (pass it as {other})", p)
     import dataclasses
@@ -81,4 +82,5 @@ def load_generator(path, device, expect_view: str) -> LoadedModel:
              ", EMA weights" if weights == "netG_ema" else "")
     return LoadedModel(model, view, int(cfg.image_size), int(cfg.band_rows),
                        float(band_mm) if band_mm is not None else None,
-                       options.get("slice_fit"), bool(cfg.use_cam and options.get("cam_folder")), p, options)
+                       options.get("slice_fit"), bool(cfg.use_cam and options.get("cam_folder")), p, options,
+                       ckpt)

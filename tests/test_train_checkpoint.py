@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from layout.runs import checkpoint_path, resolve_checkpoint
 from utils import checkpoint as ck
 from utils.errors import UserError
 
@@ -20,10 +21,16 @@ def test_rng_roundtrip():
 
 
 def test_paths_and_errors(tmp_path):
-    assert ck.checkpoint_path(tmp_path, "latest").name == "latest.pth"
-    assert ck.checkpoint_path(tmp_path, "15").name == "epoch_0015.pth"
+    assert checkpoint_path(tmp_path, "latest").name == "latest.pth"
+    assert checkpoint_path(tmp_path, "15").name == "epoch_0015.pth"
+    assert checkpoint_path(tmp_path, "best").name == "best.pth"
+    with pytest.raises(UserError, match="no ckpt/latest.pth"):
+        resolve_checkpoint(tmp_path)                 # a run folder without a checkpoint
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt" / "latest.pth").write_bytes(b"")
+    assert resolve_checkpoint(tmp_path) == tmp_path / "ckpt" / "latest.pth"
     with pytest.raises(UserError):
-        ck.checkpoint_path(tmp_path, "best?")
+        checkpoint_path(tmp_path, "best?")
     with pytest.raises(UserError, match="not found"):
         ck.load_checkpoint(tmp_path / "none.pth")
     (tmp_path / "junk.pth").write_bytes(b"not a torch file")

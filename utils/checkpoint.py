@@ -20,7 +20,6 @@ from utils.errors import UserError
 from utils.fileio import atomic_path
 
 CHECKPOINT_VERSION = 1
-CKPT_DIR = "ckpt"
 
 
 def capture_rng() -> Dict[str, Any]:
@@ -40,16 +39,6 @@ def restore_rng(states: Dict[str, Any]) -> None:
     torch.set_rng_state(states["torch"].cpu() if hasattr(states["torch"], "cpu") else states["torch"])
     if states.get("cuda") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in states["cuda"]])
-
-
-def checkpoint_path(run_dir, epoch: str = "latest") -> Path:
-    """``<run>/ckpt/latest.pth`` or ``<run>/ckpt/epoch_NNNN.pth`` for a numeric ``epoch``."""
-    d = Path(run_dir) / CKPT_DIR
-    if str(epoch) == "latest":
-        return d / "latest.pth"
-    if not str(epoch).isdigit():
-        raise UserError(f"--epoch must be 'latest' or an epoch number, got {epoch!r}")
-    return d / f"epoch_{int(epoch):04d}.pth"
 
 
 def make_checkpoint(model_state: Dict[str, Any], schedulers: Sequence, scaler, epoch: int,
