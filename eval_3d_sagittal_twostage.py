@@ -26,6 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from data.splits import add_phase_argument  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 
 
@@ -42,8 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "--cam_folder gets zeros and a warning (default: error)")
     p.add_argument("--vertebra_json", help="split/grade file selecting the keys of --phase "
                    "(default: every block under --dataroot)")
-    p.add_argument("--phase", nargs="+", default=["test"], choices=["train", "val", "test", "all"],
-                   help="split(s) of --vertebra_json to synthesise; 'all' = every split (default: test)")
+    add_phase_argument(p, default=("test",), what="to synthesise")
     p.add_argument("--results_dir", required=True, help="output folder (CT_fake/, label_fake/, "
                    "patient_space/, summary.csv)")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")

@@ -35,7 +35,7 @@ from Attention.dataset import Preproc, load_block_arrays
 from data.band import band_rows_from_mm
 from data.intensity import hu_to_uint8
 from data.io import load_volume, save_nifti
-from data.splits import SPLITS
+from data.splits import add_phase_argument
 from layout.blocks import select_blocks
 from layout.runs import checkpoint_path, resolve_checkpoint, run_dir
 from utils.device import resolve_device
@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--name", default="fracture_classifier", help="classifier run folder name")
     a("--epoch", default="best", help="which checkpoint of the run: best or latest")
     a("--vertebra_json", default=None, help="split/grade JSON; default: every block under <dataroot>/CT")
-    a("--phase", default=",".join(SPLITS), help="split(s) of --vertebra_json to process, comma-separated")
+    add_phase_argument(p, default=("all",), what="to process")
     a("--method", choices=list(METHODS), default="gradcam++", help="CAM method (pytorch-grad-cam)")
     a("--target_layer", choices=("last", "layer3"), default="layer3",
       help="hooked layer: last block of stage 3 (default; twice the CAM resolution - on the phantom "
@@ -74,8 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def select_keys(args) -> dict:
     """{key: grade or None} to process: the blocks (label and CT) of ``--phase``."""
-    phases = [s for s in args.phase.split(",") if s]
-    return select_blocks(args.dataroot, args.vertebra_json, phases, need_ct=True)
+    return select_blocks(args.dataroot, args.vertebra_json, args.phase, need_ct=True)
 
 
 def save_overlay(path: Path, ct_hu, target, cam, title: str) -> None:

@@ -36,7 +36,7 @@ from tqdm import tqdm
 from Attention.classifier import ARCHS, build_classifier, make_checkpoint, read_checkpoint
 from Attention.dataset import Preproc, VertebraDataset, balanced_sampler, cache_blocks
 from Attention.metrics import classification_report
-from data.splits import inner_split, keys_of, read_vertebra_json
+from data.splits import add_phase_argument, inner_split, keys_of, read_vertebra_json
 from layout.blocks import block_keys
 from layout.runs import checkpoint_path, run_dir
 from utils.device import resolve_device
@@ -67,8 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
       help="set voxels outside the target's bounding box grown by this many mm to -1 (off by default)")
     a("--slice_fraction", type=float, default=0.8,
       help="2D: train/validate on this central fraction of the slices containing the target")
-    a("--phase_train", default="train", help="split(s) to train on, comma-separated")
-    a("--phase_val", default="val", help="split(s) to select on with --select_on val, comma-separated")
+    add_phase_argument(p, "--phase_train", ("train",), "to train on")
+    add_phase_argument(p, "--phase_val", ("val",), "to select on with --select_on val")
     a("--select_on", choices=("inner", "val", "last"), default="inner",
       help="checkpoint selection: inner = held-out training patients (val never seen), val = "
            "--phase_val (the original's; leaks into val-scored results), last = last epoch")
@@ -111,7 +111,7 @@ def load_data(args, pre: Preproc, progress):
     if not Path(args.dataroot).is_dir():
         raise UserError("--dataroot folder not found", args.dataroot)
     splits = read_vertebra_json(vj)
-    train = keys_of(splits, args.phase_train.split(","))
+    train = keys_of(splits, args.phase_train)
     if args.select_on == "inner":
         blocks = set(block_keys(args.dataroot, need_ct=True))
         have = {k: g for k, g in train.items() if k in blocks}
@@ -128,7 +128,7 @@ def load_data(args, pre: Preproc, progress):
                  len(sel), len({k.rsplit('_', 1)[0] for k in sel}), args.phase_val)
     else:
         parts = ((train, args.phase_train, not args.no_augment),
-                 (keys_of(splits, args.phase_val.split(",")), args.phase_val, False))
+                 (keys_of(splits, args.phase_val), args.phase_val, False))
     sets = []
     for keys, desc, aug in parts:
         blocks = cache_blocks(args.dataroot, keys, pre, progress=lambda it, d=desc: progress(it, desc=f"load {d}"))

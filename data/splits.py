@@ -119,3 +119,40 @@ def inner_split(keys, fraction: float = 0.2, seed: int = 0, group_regex: str = D
                 return fit, sel
             fit_ok = fit_ok or (fit, sel)
     return fit_ok or first
+
+
+# ---------------------------------------------------------------- --phase on the command line
+
+def expand_phases(values) -> list:
+    """Split names from the command line: space- or comma-separated, ``all`` = every split;
+    order kept, duplicates dropped, an unknown name is an error."""
+    if isinstance(values, str):
+        values = [values]
+    out = []
+    for v in values:
+        for name in (s.strip() for s in str(v).split(",")):
+            if not name:
+                continue
+            if name not in SPLITS + ("all",):
+                raise UserError(f"unknown split {name!r} (choose from {', '.join(SPLITS)} or all)")
+            for s in (SPLITS if name == "all" else (name,)):
+                if s not in out:
+                    out.append(s)
+    return out
+
+
+def add_phase_argument(parser, flag: str = "--phase", default=("val",), what: str = "to process"):
+    """The one ``--phase`` convention of every CLI that takes splits: one or more of train, val,
+    test or all, space- or comma-separated; ``args.<dest>`` is the expanded list."""
+    import argparse
+
+    class _Expand(argparse.Action):
+        def __call__(self, parser, namespace, values, option_string=None):
+            try:
+                setattr(namespace, self.dest, expand_phases(values))
+            except UserError as exc:
+                parser.error(f"{option_string}: {exc}")
+
+    parser.add_argument(flag, nargs="+", action=_Expand, default=expand_phases(default),
+                        metavar="SPLIT", help=f"split(s) of the vertebra JSON {what}: train, val, "
+                        f"test or all, space- or comma-separated (default: {' '.join(default)})")

@@ -45,7 +45,7 @@ if __package__ in (None, ""):
 
 from data.intensity import hu_to_unit  # noqa: E402
 from data.io import load_ct, load_label  # noqa: E402
-from data.splits import SPLITS, parse_key, read_vertebra_json  # noqa: E402
+from data.splits import add_phase_argument, parse_key, read_vertebra_json  # noqa: E402
 from evaluation import metrics as M  # noqa: E402
 from evaluation.baselines import METHODS as BASELINES, baseline_block, neighbour_health  # noqa: E402
 from evaluation.heights import THIRDS, HeightRule, measure_pair  # noqa: E402
@@ -152,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results_dir", default=None,
                    help="3D synthesis output (CT_fake/, label_fake/); omit to score baselines only")
     p.add_argument("--vertebra_json", required=True, help="split/grade file")
-    p.add_argument("--phase", nargs="+", default=["val"], choices=SPLITS, help="splits to score")
+    add_phase_argument(p, default=("val",), what="to score")
     p.add_argument("--grades", type=int, nargs="+", default=[0],
                    help="grades to score (original: 0 only; with --truth_root use 0 1 2 3)")
     p.add_argument("--truth_root", default=None,

@@ -202,14 +202,16 @@ def select_blocks(root, vertebra_json=None, phases: Sequence[str] = ("all",),
     ``root`` (``"all"``: every split), with one warning listing those without; without a split
     file every block, graded None. Empty is an error."""
     import logging
-    from data.splits import keys_of, read_vertebra_json
+    from data.splits import SPLITS, expand_phases, keys_of, read_vertebra_json
     root = Path(root)
+    phases = expand_phases(phases)
     have = block_keys(root, need_ct)
     if vertebra_json is None:
         out: Dict[str, Optional[int]] = {k: None for k in have}
     else:
         splits = read_vertebra_json(vertebra_json)
-        phases = sorted(splits) if "all" in phases else list(phases)
+        if set(phases) == set(SPLITS):          # every split: those the file has
+            phases = [s for s in SPLITS if s in splits]
         wanted = keys_of(splits, phases)
         present = set(have)
         out = {k: g for k, g in sorted(wanted.items()) if k in present}

@@ -30,7 +30,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from data.io import load_label  # noqa: E402
-from data.splits import keys_of, parse_key, read_vertebra_json  # noqa: E402
+from data.splits import add_phase_argument, keys_of, parse_key, read_vertebra_json  # noqa: E402
 from layout.raw import truth_path  # noqa: E402
 from layout.synthesis import OutputLayout  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
@@ -122,7 +122,7 @@ def main(argv=None) -> int:
     ap.add_argument("--cohort", required=True, help="phantom cohort root (raw/<case>/<case>_truth.json, "
                     "vertebra_data.json)")
     ap.add_argument("--vertebra_json", help="split/grade file (default <cohort>/vertebra_data.json)")
-    ap.add_argument("--phase", nargs="+", default=["val"], help="split(s) to evaluate (default val)")
+    add_phase_argument(ap, default=("val",), what="to evaluate")
     ap.add_argument("--min_grade", type=int, default=1, help="smallest Genant grade counted as fractured")
     ap.add_argument("--output", help="CSV of per-vertebra heights and errors (default "
                     "<results_dir>/phantom_heights.csv)")
