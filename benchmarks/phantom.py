@@ -1,5 +1,5 @@
 """Phantom benchmark: seconds to render one case (fractured + healthy twin, in memory, no file
-I/O) with :func:`data.phantom.render_case`, and seconds to paint HU into a label map.
+I/O) with :func:`phantom.case.render_case`, and seconds to paint HU into a label map.
 
 Settings: 10 vertebrae (T8-L5) at 1 mm with one grade-3 fracture (the issue's <= 3 s target, on
 one core: set ``OMP_NUM_THREADS=1``), the default 8 levels at 1 mm, and 0.8 x 0.8 x 3 mm LPS.
@@ -12,8 +12,8 @@ import os
 import resource
 import tempfile
 
-from data.phantom import level_range, render_case, write_case
-from data.phantom_paint import paint_from_mask
+from phantom.case import level_range, render_case, write_case
+from phantom.paint import paint_from_mask
 
 
 from benchmarks.timing import median_seconds  # noqa: E402

@@ -23,7 +23,7 @@ import tracemalloc
 
 import torch
 
-from data.phantom import level_range, render_case
+from phantom.case import level_range, render_case
 from straighten.core import straighten_case
 from straighten.original import straighten_original
 

@@ -11,7 +11,7 @@ import resource
 
 import numpy as np
 
-from data.phantom import render_case
+from phantom.case import render_case
 from straighten.core import straighten_case
 from straighten.inverse import paint_back
 from straighten.original import straighten_original

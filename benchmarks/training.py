@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _blocks(tmp: Path) -> Path:
     """3 phantom cases x 4 levels at 1 mm, straightened to 256 x 256 x 64; all keys in train."""
-    from data.phantom_cohort import write_cohort
+    from phantom.cohort import write_cohort
     from data.splits import keys_of, read_vertebra_json, write_vertebra_json
     write_cohort(tmp, 3, seed=0, levels=("T12", "L1", "L2", "L3"), progress=False)
     subprocess.run([sys.executable, str(ROOT / "straighten" / "straighten_mask_3d.py"),

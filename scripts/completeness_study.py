@@ -77,8 +77,8 @@ def grade_tree(raw: Path, out: Path):
 
 
 def study_orientation(out: Path, orientation: str, n_cases: int, seed: int, cut: float) -> dict:
-    from data.phantom import level_range
-    from data.phantom_cohort import write_cohort
+    from phantom.case import level_range
+    from phantom.cohort import write_cohort
     ph = out / "phantom"
     write_cohort(ph, n_cases, seed, levels=level_range("T11", "L4"), orientation=orientation,
                  grade_mix=(0.6, 0.1, 0.15, 0.15), progress=False, overwrite=True)

@@ -19,9 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from data.phantom import (DEFAULT_GRADE_MIX, check_orientation, level_range,  # noqa: E402
+from phantom.case import (DEFAULT_GRADE_MIX, check_orientation, level_range,  # noqa: E402
                           parse_level, render_case, write_case)
-from data.phantom_fracture import MORPHOLOGIES  # noqa: E402
+from phantom.fracture import MORPHOLOGIES  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 
 log = logging.getLogger("make_phantom")
@@ -73,7 +73,7 @@ def parse_fracture(text: str):
 
 def _from_mask(args) -> None:
     from data.io import load_label, save_nifti
-    from data.phantom_paint import paint_from_mask
+    from phantom.paint import paint_from_mask
     out = Path(args.output)
     if not (out.name.endswith(".nii.gz") or out.name.endswith(".nii")):
         raise UserError("with --from_mask, --output must be a .nii or .nii.gz file", out)
@@ -86,7 +86,7 @@ def _from_mask(args) -> None:
 
 
 def _one_case(args) -> None:
-    from data.phantom_cohort import check_output_root
+    from phantom.cohort import check_output_root
     root = Path(args.output)
     if not args.case or args.case in (".", "..") or any(c in args.case for c in "/\\"):
         raise UserError(f"--case {args.case!r} must be a plain folder name")
@@ -115,7 +115,7 @@ def main(argv=None):
         raise UserError("--fracture needs --case (a cohort draws fractures from --grade_mix)")
     if args.case:
         return _one_case(args)
-    from data.phantom_cohort import write_cohort
+    from phantom.cohort import write_cohort
     summary = write_cohort(args.output, args.n_cases, args.seed, levels=level_range(*args.levels),
                            spacing=args.spacing, orientation=args.orientation,
                            grade_mix=args.grade_mix, workers=args.workers,

@@ -40,8 +40,8 @@ def run(cmd) -> None:
 
 def write_cases(ph: Path, n_cases: int, seed: int, run_lengths) -> dict:
     """Cases with one run each; returns {key: (true grade, run length or 0)}."""
-    from data.phantom import level_range, render_case, write_case
-    from data.phantom_fracture import MORPHOLOGIES
+    from phantom.case import level_range, render_case, write_case
+    from phantom.fracture import MORPHOLOGIES
     levels = level_range(*LEVELS)
     rng = np.random.default_rng(seed)
     truth = {}

@@ -26,7 +26,7 @@ def test_grade_at_exactly_020_025_040_from_voxel_ratios(kept, grade):
     # morphometry: anterior height kept/20 of the posterior (wedge)
     assert grade_vertebra(np.array([kept, 20.0, 20.0]), None)["morph_grade"] == grade
     # the phantom's planted grade comes from the same rule
-    from data import phantom_fracture
+    from phantom import fracture as phantom_fracture
     assert phantom_fracture.genant_grade(1 - kept / 20) == grade
 
 

@@ -41,7 +41,7 @@ def test_pointing_synthetic_fast(tmp_path):
 
 @pytest.mark.slow
 def test_pointing_phantom_slow(tmp_path):
-    from data.phantom_cohort import write_cohort
+    from phantom.cohort import write_cohort
     from straighten.straighten_mask_3d import main as straighten
     cohort, blocks = tmp_path / "cohort", tmp_path / "blocks"
     write_cohort(cohort, 10, seed=2, grade_mix=(0.5, 0.1, 0.2, 0.2), progress=False)

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from data.io import load_label, save_nifti
-from data.phantom import level_range, render_case, write_case
+from phantom.case import level_range, render_case, write_case
 from data.volume import Volume
 from evaluation import morphometry
 from straighten import straighten_mask_3d

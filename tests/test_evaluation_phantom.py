@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from data.phantom import render_case
+from phantom.case import render_case
 from evaluation.heights import HeightRule, measure_pair
 from evaluation.oracle import resample_through
 
@@ -51,7 +51,7 @@ def test_oracle_chain_svm_sound_protocol(tmp_path):
     """The whole CLI chain on a seeded 12-case cohort: straighten, healthy twin through the
     fractured geometry, RHLV, SVM (sound protocol); plus the morphometry baseline."""
     import json
-    from data.phantom_cohort import write_cohort
+    from phantom.cohort import write_cohort
     from evaluation import RHLV_quantification, SVM_grading, oracle
     from straighten import straighten_mask_3d
     root = tmp_path / "ph"
@@ -72,7 +72,7 @@ def test_oracle_chain_svm_sound_protocol(tmp_path):
 
 def test_oracle_fast_resampling_matches_block_to_patient():
     """The broadcast per-row map used by the oracle equals straighten.inverse.block_to_patient."""
-    from data.phantom import render_case
+    from phantom.case import render_case
     from straighten.core import straighten_case
     from straighten.inverse import block_to_patient
     from scipy import ndimage

@@ -11,10 +11,10 @@ import pytest
 
 from data.centroids import centroids_from_mask, read_centroids
 from data.io import load_ct, load_label
-from data.phantom import mask_centroids, render_case, write_case
-from data.phantom_cohort import write_cohort
+from phantom.case import mask_centroids, render_case, write_case
+from phantom.cohort import write_cohort
 from spine.anatomy import GENANT_LOSS, genant_grade
-from data.phantom_paint import paint_from_mask
+from phantom.paint import paint_from_mask
 from data.splits import read_vertebra_json, parse_key
 from utils.errors import UserError, run_cli
 from utils.fileio import read_json

@@ -77,7 +77,7 @@ def _ok(res):
 @pytest.fixture(scope="module")
 def world(runner, tmp_path_factory):
     """Raw phantom cases, blocks, classifier, CAMs, GAN checkpoint, synthesis and RHLV table."""
-    from data.phantom import render_case, write_case
+    from phantom.case import render_case, write_case
     from data.splits import write_vertebra_json
     w = {"dir": tmp_path_factory.mktemp("world")}
     d = w["dir"]
@@ -371,7 +371,7 @@ def _(w, tmp, run):
 
 @scenario("straighten", "single_vertebra_case")
 def _(w, tmp, run):
-    from data.phantom import render_case, write_case
+    from phantom.case import render_case, write_case
     root = copy_raw(w, tmp, ("c1",))
     case = render_case(5, levels=("L1",), spacing=(2, 2, 2))
     write_case(case, root, "s1")

@@ -9,7 +9,7 @@ import pytest
 from layout.blocks import load_block, load_geometry
 from straighten.straighten_mask_3d import main
 
-data_phantom = pytest.importorskip("data.phantom")
+data_phantom = pytest.importorskip("phantom.case")
 LEVELS = ("L1", "L2", "L3")
 
 

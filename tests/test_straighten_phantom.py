@@ -8,7 +8,7 @@ import pytest
 from straighten.core import straighten_case
 from straighten.inverse import paint_back, world_to_block
 
-data_phantom = pytest.importorskip("data.phantom")
+data_phantom = pytest.importorskip("phantom.case")
 
 _SLOW = pytest.mark.slow
 CASES = [pytest.param(("RAS", (1.0, 1.0, 1.0)), id="RAS-1mm"),

@@ -173,7 +173,7 @@ def test_vertebra_json_selects_keys(setup, tmp_path):
 # ---------------------------------------------------------------- painting back (phantom)
 @pytest.fixture(scope="module")
 def phantom(tmp_path_factory):
-    from data.phantom import render_case, write_case
+    from phantom.case import render_case, write_case
     from straighten.straighten_mask_3d import main as straighten
     d = tmp_path_factory.mktemp("phantom")
     case = render_case(3, levels=("T12", "L1", "L2"), spacing=(1.5, 1.5, 1.5), orientation="LPS")

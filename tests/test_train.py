@@ -18,7 +18,7 @@ TINY_NETS = ["--ngf", "8", "--ndf", "8"]
 
 def make_phantom_blocks(root: Path, n_cases: int = 4, seed: int = 1) -> Path:
     """Phantom cohort (T12-L3, 2 mm) straightened into 64 x 64 x 16 blocks at 2 mm."""
-    from data.phantom_cohort import write_cohort
+    from phantom.cohort import write_cohort
     write_cohort(root, n_cases, seed=seed, levels=("T12", "L1", "L2", "L3"), spacing=(2, 2, 2),
                  progress=False)
     cmd = [sys.executable, str(ROOT / "straighten" / "straighten_mask_3d.py"), "--dataroot",

@@ -22,7 +22,7 @@ SUB = "sub-verse004"
 def phantom_case(tmp_path_factory):
     from data.centroids import read_centroids
     from data.io import load_label
-    from data.phantom_cohort import write_cohort
+    from phantom.cohort import write_cohort
     root = tmp_path_factory.mktemp("ph")
     write_cohort(root, 1, seed=3, levels=("T12", "L1", "L2", "L3"), spacing=(2, 2, 2), progress=False)
     case = root / "raw" / "phantom_000"

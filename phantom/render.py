@@ -13,8 +13,8 @@ from typing import List, Tuple
 import numpy as np
 from scipy import ndimage
 
-from data.phantom_fracture import Body
-from data.phantom_shapes import (VertebraGeom, box_corners, canal_box, posterior_elements,
+from phantom.fracture import Body
+from phantom.shapes import (VertebraGeom, box_corners, canal_box, posterior_elements,
                                  superellipse)
 
 HU = {"soft": 40.0, "csf": 15.0, "disc_annulus": 100.0, "disc_nucleus": 80.0,

@@ -14,9 +14,9 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from data.phantom import (DEFAULT_GRADE_MIX, DEFAULT_LEVELS, _labels, check_orientation,
+from phantom.case import (DEFAULT_GRADE_MIX, DEFAULT_LEVELS, _labels, check_orientation,
                           render_case, write_case)
-from data.phantom_fracture import MORPHOLOGIES
+from phantom.fracture import MORPHOLOGIES
 from data.splits import SPLITS, make_key, write_vertebra_json
 from spine.anatomy import LEVEL_NAMES
 from utils.errors import UserError
@@ -162,7 +162,7 @@ def _readme(s: dict) -> str:
                      s["grade_counts"][sp]) + " |" for sp in SPLITS)
     return f"""# Phantom cohort
 
-Written by `scripts/make_phantom.py` (data/phantom.py): {s['n_cases']} cases, seed {s['seed']},
+Written by `scripts/make_phantom.py` (phantom/case.py): {s['n_cases']} cases, seed {s['seed']},
 levels {s['levels'][0]}-{s['levels'][-1]}, spacing {s['spacing_mm']} mm, orientation
 {s['orientation']}, grade mix {s['grade_mix']}.
 

@@ -22,7 +22,7 @@ from typing import Dict, Tuple
 
 import numpy as np
 
-from data.phantom_shapes import superellipse
+from phantom.shapes import superellipse
 from spine.anatomy import genant_grade
 
 MORPHOLOGIES = ("wedge", "biconcave", "crush")

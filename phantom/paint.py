@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from data.phantom_render import HU, texture_tile
+from phantom.render import HU, texture_tile
 from data.volume import Volume
 
 _MAX_GAP_MM = 24.0

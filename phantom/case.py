@@ -6,15 +6,15 @@ vertebra rigidly in its local frame (x right, y anterior, z = curve tangent, cra
 posterior elements, canal and discs are analytic shapes rendered in world mm on an axis-aligned
 RAS grid, then reoriented exactly (flips/transposes) to the requested orientation codes.
 
-Fracture design (see :mod:`data.phantom_fracture`): the uniform part of the collapse lifts the
+Fracture design (see :mod:`phantom.fracture`): the uniform part of the collapse lifts the
 inferior endplate and the whole spine caudal to the fractured vertebra moves cranially along the
 curve by that amount (no gap); the non-uniform part depresses the endplate(s) and the adjacent
 disc fills the depression. Everything cranial to the fractured body's healthy superior endplate
 is byte-identical in the two twins.
 
-Modules: :mod:`data.phantom_shapes` (anatomy), :mod:`data.phantom_fracture` (body, Genant),
-:mod:`data.phantom_render` (rasterising), :mod:`data.phantom_cohort` (cohort writer),
-:mod:`data.phantom_paint` (HU painted into a real label map).
+Modules: :mod:`phantom.shapes` (anatomy), :mod:`phantom.fracture` (body, Genant),
+:mod:`phantom.render` (rasterising), :mod:`phantom.cohort` (cohort writer),
+:mod:`phantom.paint` (HU painted into a real label map).
 """
 from __future__ import annotations
 
@@ -25,9 +25,9 @@ import numpy as np
 
 from data.centroids import write_centroids
 from data.io import save_nifti
-from data.phantom_fracture import Body, draw_fracture, fracture_truth, plant, MORPHOLOGIES
-from data.phantom_render import HU, Grid, Placed, render_arrays, texture_tile
-from data.phantom_shapes import (box_corners, layout_levels, level_geometry, make_curve,
+from phantom.fracture import Body, draw_fracture, fracture_truth, plant, MORPHOLOGIES
+from phantom.render import HU, Grid, Placed, render_arrays, texture_tile
+from phantom.shapes import (box_corners, layout_levels, level_geometry, make_curve,
                                  vertebra_box)
 from spine.anatomy import LEVEL_IDS, LEVEL_NAMES
 from data.volume import Volume, affine_from_spacing
