@@ -37,7 +37,7 @@ from utils import checkpoint as ck  # noqa: E402
 from utils.device import resolve_device  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 from utils.fileio import atomic_path, ensure_dir, write_json, write_text  # noqa: E402
-from utils.gan_eval import METRIC_COLUMNS, batch_metrics, slice_metrics, summarise  # noqa: E402
+from training.gan_eval import METRIC_COLUMNS, batch_metrics, slice_metrics, summarise  # noqa: E402
 
 log = logging.getLogger("test")
 PANELS = ("real_A", "fake_B", "real_B", "CAM", "fake_B_mask_raw", "fake_B_coarse",

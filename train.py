@@ -32,9 +32,9 @@ from utils import checkpoint as ck  # noqa: E402
 from utils.distributed import DistInfo, all_reduce_mean, barrier, cleanup, init_distributed  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 from utils.fileio import write_json  # noqa: E402
-from utils.run_folder import LossLog, environment, prepare_run_dir  # noqa: E402
+from training.run_folder import LossLog, environment, prepare_run_dir  # noqa: E402
 from utils.seed import seed_everything, worker_init_fn  # noqa: E402
-from utils.train_support import (EpochSampler, data_config,  # noqa: E402
+from training.support import (EpochSampler, data_config,  # noqa: E402
                                  evaluate, lr_lambda, visual_grids)
 
 log = logging.getLogger("train")

@@ -41,7 +41,7 @@ log = logging.getLogger("height_probe")
 def samples(cfg, draws: int):
     """(features (N, F), h (N,), neighbour height (N,)) of ``draws`` passes over the dataset."""
     from data.gan_dataset import HealthiVertDataset
-    from utils.gan_eval import neighbour_height_rows
+    from training.gan_eval import neighbour_height_rows
     ds = HealthiVertDataset(cfg)
     feats, hs, refs = [], [], []
     for epoch in range(draws):

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from data.gan_dataset import make_sample
-from utils.gan_eval import batch_metrics, neighbour_height_rows
+from training.gan_eval import batch_metrics, neighbour_height_rows
 
 
 def _slice():

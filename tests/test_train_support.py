@@ -1,11 +1,11 @@
-"""Sampler sharding / resume skipping and the learning-rate rules of utils/train_support.py."""
+"""Sampler sharding / resume skipping and the learning-rate rules of training/support.py."""
 from __future__ import annotations
 
 import pytest
 import torch
 from torch.utils.data import DistributedSampler
 
-from utils.train_support import EpochSampler, LinearDecay, lr_lambda, shard
+from training.support import EpochSampler, LinearDecay, lr_lambda, shard
 
 
 def test_epoch_sampler_matches_distributed_sampler_and_skips():

@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
 from data.gan_dataset import GanDataConfig, HealthiVertDataset
-from utils.gan_eval import batch_metrics, summarise
+from training.gan_eval import batch_metrics, summarise
 
 IMAGE_PANELS = ("real_A", "fake_B", "real_B", "fake_B_coarse")  # [-1, 1]; others are [0, 1]
 GRID_PANELS = ("real_A", "fake_B", "real_B", "fake_B_coarse", "fake_B_mask_raw", "normal_vert",
