@@ -34,6 +34,7 @@ from data import band as bd
 from data.cams import CamReader
 from data.augment import apply_augment, draw_augment
 from data.intensity import hu_to_unit
+from data.sample import IMAGE_FILL, one_sample
 from data.splits import keys_of, parse_key, read_vertebra_json
 from layout.blocks import block_keys, block_paths, load_block
 from utils.errors import UserError
@@ -43,7 +44,6 @@ log = logging.getLogger(__name__)
 DATASET_MODES = ("aligned_sagittal", "aligned_coronal")
 COARSE_TARGETS = ("healthy", "all")
 FIT_MODES = ("crop", "resize")
-IMAGE_FILL = -1.0  # [-1, 1] value for rows shifted in from beyond the image / canvas padding
 
 
 @dataclass(frozen=True)
@@ -272,7 +272,7 @@ class HealthiVertDataset(Dataset):
             rng = np.random.default_rng([self.cfg.seed, self.epoch, index, 1])
             p = draw_augment(rng, self.cfg.aug_intensity, self.cfg.aug_shift_px)
             img, lab, cam = apply_augment(p, img, lab, cam, IMAGE_FILL)
-        return make_sample(img, lab, cam, label, self._band_rows(sy),
+        return one_sample(img, lab, cam, label, self._band_rows(sy),
                            bd.min_target_pixels(sy * sx), bd.slice_ratio(idx, lo, hi), key, idx,
                            self._not_healthy(key))
 
@@ -280,34 +280,6 @@ class HealthiVertDataset(Dataset):
         """Labels of ``key``'s patient graded above ``max_grade`` (not coarse-stage targets)."""
         return self._fractured.get(parse_key(key)[0], [])
 
-
-def make_sample(img: np.ndarray, lab: np.ndarray, cam: Optional[np.ndarray], label: int,
-                band_rows: int, min_px: int, ratio: float, key: str, slice_index: int,
-                not_healthy: Sequence[int] = ()) -> dict:
-    """Build the GAN batch dict from one 2D slice: image ``(H, W)`` in [-1, 1], labels ``(H, W)``,
-    cam ``(H, W)`` in [0, 1] or None (zeros). ``normal_vert`` (the coarse stage's target) holds the
-    other vertebrae except the labels in ``not_healthy`` (the patient's fractured ones)."""
-    h, w = img.shape
-    tgt = bd.clean_mask(lab == label, min_px)
-    x1, x2 = bd.target_rows(tgt)
-    neigh = (lab != label) & (lab > 0)
-    if len(not_healthy):
-        neigh &= ~np.isin(lab, np.asarray(not_healthy))
-    neigh = neigh.astype(np.float32)
-    cam = np.zeros((h, w), np.float32) if cam is None else cam.astype(np.float32)
-    a = int(bd.band_top(x1, x2, band_rows, h))
-    src = bd.context_source_rows([x1], [x2], [a], band_rows, h)
-    a_img = bd.apply_source_rows(img[None], src, fill=IMAGE_FILL, band_value=0.0)[0]
-    stack = bd.apply_source_rows(np.stack([neigh, cam])[None], src, 0.0, 0.0)[0]
-    band = np.repeat(bd.band_mask_rows([a], band_rows, h)[0][:, None], w, axis=1)
-    t = lambda x: torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None]  # noqa: E731
-    return {
-        "A": t(a_img), "B": t(img), "mask": t(band), "A_mask": t(tgt), "normal_vert": t(stack[0]),
-        "CAM": t(stack[1]), "slice_ratio": torch.tensor(float(ratio), dtype=torch.float32),
-        "height": torch.tensor(float(x2 - x1)), "x1": torch.tensor(x1), "x2": torch.tensor(x2),
-        "band_top": torch.tensor(a), "band_rows": torch.tensor(int(band_rows)),
-        "key": key, "slice_index": int(slice_index),
-    }
 
 
 def _resize(x: np.ndarray, h: int, w: int, mode: str) -> np.ndarray:

@@ -25,7 +25,8 @@ import torch
 
 from data import band as bd
 from synthesis.compose import OutputRule, compose_target
-from synthesis.steps import build_batch, target_rows_batch, update_labels
+from data.sample import target_rows_batch
+from synthesis.steps import build_batch, update_labels
 from synthesis.views import SliceGrid
 
 NEIGHBOUR_MIN_MM2 = 200.0  # original: > 200 px at 1 mm

@@ -25,8 +25,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from data.sample import IMAGE_FILL
+
 VIEWS = ("sagittal", "coronal")
-IMAGE_FILL = -1.0  # canvas padding of images (data.gan_dataset.IMAGE_FILL)
 
 
 def _resize_stack(x: np.ndarray, h: int, w: int, antialias: bool) -> np.ndarray:

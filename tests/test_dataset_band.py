@@ -105,3 +105,22 @@ def test_choose_slice_respects_validity_and_seed():
         bd.choose_slice(valid, w, np.random.default_rng(5))
     assert bd.choose_slice(np.zeros(len(z), bool), w, np.random.default_rng(0)) == -1
     assert bd.deterministic_slice(valid, z, 9.5) == 3
+
+
+def test_one_empty_mask_rule_for_training_and_synthesis():
+    """A target made only of specks smaller than min_px: the cleaned mask would be empty, so
+    the raw mask is kept, in the dataset item and in the synthesis batch alike (the training
+    copy used to give an empty mask and rows (0, 0))."""
+    import numpy as np
+    from data.sample import one_sample
+    from synthesis.steps import build_batch
+    img = np.full((64, 32), -1.0, np.float32)
+    lab = np.zeros((64, 32), np.uint8)
+    lab[30:33, 10:12] = 20                      # 6 px, under min_px = 50
+    lab[10:20, 5:25] = 19
+    item = one_sample(img, lab, None, 20, 24, 50, 0.5, "c_20", 0)
+    batch = build_batch(img[None], lab[None], np.zeros((1, 64, 32), np.float32), [20], [0.5], 24, 50,
+                        ["c_20"], [0], "cpu")
+    for s, a_mask in ((item, item["A_mask"][0]), (batch, batch["A_mask"][0, 0])):
+        assert int(a_mask.sum()) == 6
+        assert (int(s["x1"].reshape(-1)[0]), int(s["x2"].reshape(-1)[0])) == (30, 33)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from data.gan_dataset import make_sample
+from data.sample import one_sample
 from training.gan_eval import batch_metrics, neighbour_height_rows
 
 
@@ -20,7 +20,7 @@ def _slice():
 
 def _metrics(img, lab, height_pred: float, height_cont: float):
     """batch_metrics of a one-sample batch of the slice, with the given SHRM heights."""
-    s = make_sample(img, lab, None, 20, 24, 10, 0.0, "c_20", 0)
+    s = one_sample(img, lab, None, 20, 24, 10, 0.0, "c_20", 0)
     batch = {k: (v[None] if isinstance(v, torch.Tensor) and v.dim() > 0 else
                  (torch.as_tensor([v]) if not isinstance(v, str) else [v])) for k, v in s.items()}
     out = {"fake_B": batch["B"], "seg": batch["A_mask"], "height_pred": torch.tensor([height_pred]),
@@ -30,7 +30,7 @@ def _metrics(img, lab, height_pred: float, height_cont: float):
 
 def test_neighbour_height_is_read_outside_the_band():
     img, lab = _slice()
-    s = make_sample(img, lab, None, 20, 24, 10, 0.0, "c_20", 0)
+    s = one_sample(img, lab, None, 20, 24, 10, 0.0, "c_20", 0)
     ref = neighbour_height_rows(s["normal_vert"][0].numpy(), int(s["band_top"]), 24)
     assert ref == 13.0                                   # (12 + 14) / 2
     assert np.isnan(neighbour_height_rows(np.zeros((64, 48)), 20, 24))

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from data import band as bd
-from data.gan_dataset import make_sample
+from data.sample import one_sample
 from models.shrm import composite_index, shrm_composite
 from synthesis.fusion import fuse
 from synthesis.iterative import (ModelStep, Scheduler, SliceTask, VertebraInput, ViewResult,
@@ -122,7 +122,7 @@ def test_build_batch_matches_training_sample():
     batch = build_batch(images, labels, cams, np.full(idx.size, 20), ratios, 24, 50,
                         ["k"] * idx.size, idx, "cpu")
     for i, z in enumerate(idx):
-        ref = make_sample(images[i], labels[i], cams[i], 20, 24, 50, float(ratios[i]), "k", int(z))
+        ref = one_sample(images[i], labels[i], cams[i], 20, 24, 50, float(ratios[i]), "k", int(z))
         for name in ("A", "B", "mask", "A_mask", "normal_vert", "CAM"):
             torch.testing.assert_close(batch[name][i], ref[name], msg=name)
         for name in ("x1", "x2", "band_top", "height", "slice_ratio"):
@@ -274,7 +274,7 @@ def test_paper_output_rule_writes_the_composite():
 def test_paper_output_equals_the_generator_composite():
     """PAPER_OUTPUT is exactly the SHRM composite and its label update (the authors' output)."""
     from synthesis.compose import PAPER_OUTPUT, compose_target
-    from synthesis.steps import target_rows_batch
+    from data.sample import target_rows_batch
     tasks = _tasks(4, steps=(20,))
     images = np.stack([t.image for t in tasks])
     labels = np.stack([t.labels for t in tasks])
