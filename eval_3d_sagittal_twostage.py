@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""3D pseudo-healthy synthesis of straightened vertebra blocks (METHOD.md §5).
+"""3D pseudo-healthy synthesis of straightened vertebra blocks (docs/METHOD.md §5).
 
 For every sagittal slice that contains the target vertebra (all of them, not only the central
 80 %), iteratively: rebuild the upper neighbour (if it covers > 200 mm² of the slice), then the

@@ -7,7 +7,7 @@
 Output folder ``<results_dir>/<name>/<phase>_<epoch>/``: ``images/<key>_<panel>.png`` (real_A,
 fake_B, real_B, CAM, fake_B_mask_raw, fake_B_coarse, coarse_seg_binary, normal_vert, mask,
 real_edges, fake_B_local), ``index.html``, ``metrics.csv`` (one row per vertebra, central valid
-slice) and ``summary.json``; with ``--baselines`` also ``metrics_baseline_{copy,interp}.csv`` (EVALUATION.md
+slice) and ``summary.json``; with ``--baselines`` also ``metrics_baseline_{copy,interp}.csv`` (docs/EVALUATION.md
 §2 neighbour baselines on the same slices). Metrics are computed on float arrays, never on the PNGs.
 A missing or incompatible checkpoint is an error (never random weights).
 """
@@ -118,7 +118,7 @@ def _write_csv(path: Path, rows: list) -> None:
 
 
 def baseline_metrics(ds: HealthiVertDataset, batch: dict, grades: dict, method: str) -> list:
-    """EVALUATION.md §2 baselines on the same slices: ``copy`` (nearer healthy neighbour) and
+    """docs/EVALUATION.md §2 baselines on the same slices: ``copy`` (nearer healthy neighbour) and
     ``interp`` (mean of both), pasted with the SHRM rule by evaluation.baselines."""
     from data import band as bd
     from evaluation.baselines import baseline_slice, neighbour_health

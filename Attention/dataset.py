@@ -1,6 +1,6 @@
 """Classifier inputs from straightened blocks, and slice / block datasets with class balance.
 
-Block layout (see the team brief): ``<root>/CT/<key>.nii.gz`` (HU), ``<root>/label/<key>.nii.gz``
+Block layout (layout/blocks.py): ``<root>/CT/<key>.nii.gz`` (HU), ``<root>/label/<key>.nii.gz``
 (VerSe ids, bodies only), shape (SI, AP, LR) = (256, 256, 64) by default, target at the centre.
 
 Network input (shared by training and CAM, so both see the same thing):

@@ -1,11 +1,11 @@
-"""The fixed-height band ("40 mm mask"), the neighbour shift and slice choice (METHOD.md §2).
+"""The fixed-height band ("40 mm mask"), the neighbour shift and slice choice (docs/METHOD.md §2).
 
 Pure functions on arrays; everything that acts on images works on NumPy arrays *and* torch tensors
 and is batched: per-sample ``x1``, ``x2``, ``band_top`` are 1-D arrays of length B, images are
 ``(B, H, W)`` or ``(B, C, H, W)`` (NumPy or torch). The GAN dataset uses them one sample at a time
 (B = 1); the 3D-synthesis stage uses them on whole stacks of slices at once.
 
-Band rule (BRIEF.md): target rows ``[x1, x2)``, centre ``m = (x1 + x2) // 2``,
+Band rule (docs/METHOD.md §2): target rows ``[x1, x2)``, centre ``m = (x1 + x2) // 2``,
 ``a = clamp(m - band // 2, 0, H - band)``. The shifted input ``A`` has
 
 * rows ``r < a``          <- B row ``r + (x1 - a)`` (context above the target, ending at x1 - 1),

@@ -1,4 +1,4 @@
-"""GAN training/eval samples from straightened blocks (METHOD.md §2; batch dict in BRIEF.md).
+"""GAN training/eval samples from straightened blocks (docs/METHOD.md §2; the batch dict: data/sample.py).
 
 One sample = one 2D slice of one vertebra's straightened block:
 

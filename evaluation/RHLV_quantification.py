@@ -1,4 +1,4 @@
-"""Relative height loss of vertebrae (RHLV) per vertebra -> one CSV (METHOD.md §6).
+"""Relative height loss of vertebrae (RHLV) per vertebra -> one CSV (docs/METHOD.md §6).
 
 For every vertebra key, compares the real straightened body (``--label_dir/<key>.nii.gz``) with
 its pseudo-healthy counterpart (``--fake_dir/<key>.nii.gz``: the 3D synthesis' ``label_fake``

@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rhlv_csv", required=True, help="RHLV table from RHLV_quantification.py")
     p.add_argument("--output_dir", required=True, help="folder for the JSON and confusion PNG")
     p.add_argument("--protocol", choices=("sound", "original"), default="sound",
-                   help="evaluation protocol (EVALUATION.md §3)")
+                   help="evaluation protocol (docs/EVALUATION.md §3)")
     p.add_argument("--features", nargs="+", choices=G.FEATURE_SETS, default=["rhlv"],
                    help="feature sets, each scored on the same rows and folds: rhlv (the paper), "
                         "morph (morphometric ratios from --morphometry_csv), both; results go to "

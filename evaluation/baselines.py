@@ -1,7 +1,7 @@
-"""Neighbour baselines for pseudo-healthy synthesis (EVALUATION.md §2, baselines (a) and (b)).
+"""Neighbour baselines for pseudo-healthy synthesis (docs/EVALUATION.md §2, baselines (a) and (b)).
 
 Both work per sagittal slice of a straightened block (rows SI, columns AP) and paste a strip
-with the SHRM composite rule of the GAN (BRIEF.md): the target rows ``[x1, x2)`` (height h) are
+with the SHRM composite rule of the GAN (docs/METHOD.md §3): the target rows ``[x1, x2)`` (height h) are
 replaced by ``H = max(h, H_pred)`` rows and the context above / below is pushed apart by
 ``Δ = H − h`` (``Δtop = Δ // 2`` up, the rest down).
 

@@ -1,4 +1,4 @@
-"""Synthesis quality of pseudo-healthy blocks (EVALUATION.md §2), with neighbour baselines.
+"""Synthesis quality of pseudo-healthy blocks (docs/EVALUATION.md §2), with neighbour baselines.
 
 For each vertebra key of ``--phase`` (default val) and ``--grades`` (default 0: the original's
 evaluation on healthy vertebrae), compares the pseudo-healthy block of each *method* with a

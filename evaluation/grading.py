@@ -1,9 +1,9 @@
 """Genant grading from RHLV features: the original and the sound evaluation protocols.
 
-* :func:`protocol_original` (METHOD.md §6): 5 stratified folds over train + test; each fold's
+* :func:`protocol_original` (docs/METHOD.md §6): 5 stratified folds over train + test; each fold's
   model (StandardScaler + linear SVM, balanced class weights, C = 1) is scored on the fixed val
   split; the metrics of the five models are averaged (the held-out folds are never used).
-* :func:`protocol_sound` (EVALUATION.md §3, default): patient-grouped stratified K-fold CV on
+* :func:`protocol_sound` (docs/EVALUATION.md §3, default): patient-grouped stratified K-fold CV on
   train + test, C chosen inside each outer training part by an inner grouped CV
   (``StratifiedGroupKFold`` + ``GridSearchCV``, macro-F1); then C is chosen once more on all of
   train + test, one model is fitted there and scored on the held-out val split. The val rows are

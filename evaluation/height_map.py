@@ -1,5 +1,5 @@
 """Height-loss distribution maps: per (AP, LR) column of the body, the height lost between the
-pseudo-healthy and the real vertebra, as an axial heat map (METHOD.md §6).
+pseudo-healthy and the real vertebra, as an axial heat map (docs/METHOD.md §6).
 
 ``loss_mm[y, z] = h_syn − h_ori`` and ``loss_frac[y, z] = (h_syn − h_ori) / h_syn`` where the
 pseudo-healthy body has a column (NaN elsewhere); column heights are SI foreground counts ×

@@ -1,6 +1,6 @@
 """Anterior / middle / posterior vertebral-body heights in mm on a straightened label block.
 
-Pure functions on arrays plus spacing (METHOD.md §6, EVALUATION.md §2). Block axes follow the
+Pure functions on arrays plus spacing (docs/METHOD.md §6, docs/EVALUATION.md §2). Block axes follow the
 straightened-block contract: axis0 = SI (cranial at row 0), axis1 = AP (anterior at 0),
 axis2 = LR. ``spacing_mm`` is the block's voxel size per array axis.
 

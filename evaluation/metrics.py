@@ -1,9 +1,9 @@
-"""Image and mask metrics shared by training, validation and evaluation (EVALUATION.md §2).
+"""Image and mask metrics shared by training, validation and evaluation (docs/EVALUATION.md §2).
 
 All image metrics take 2D numpy arrays in [-1, 1] (the HU window mapped by
 ``data.intensity.hu_to_unit``), so ``data_range`` defaults to 2.0 (the fixed window, never the
 image's own min/max). An optional boolean ``mask`` of the same shape restricts the metric to a
-region (the in-band metrics of EVALUATION.md §2):
+region (the in-band metrics of docs/EVALUATION.md §2):
 
 * :func:`psnr` with a mask uses the mean squared error over the masked pixels only;
 * :func:`ssim` with a mask computes the full SSIM map over the whole image

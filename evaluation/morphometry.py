@@ -1,7 +1,7 @@
 """Mask-only baseline grading (no synthesis): Genant's rule on measured heights.
 
 Two height-loss estimates per vertebra, both from the real straightened body alone
-(EVALUATION.md §2 baseline (c)):
+(docs/EVALUATION.md §2 baseline (c)):
 
 * **own ratios** (quantitative morphometry): wedge loss ``1 − a/p``, biconcave loss ``1 − m/p``;
 * **neighbour-expected height**: the expected healthy A/M/P heights are the mean of the

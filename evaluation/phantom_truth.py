@@ -1,4 +1,4 @@
-"""Compare measured RHLV with the phantom cohort's planted height loss (EVALUATION.md §1-2).
+"""Compare measured RHLV with the phantom cohort's planted height loss (docs/EVALUATION.md §1-2).
 
 The planted loss per third is read from ``<dataroot>/raw/<case>/<case>_truth.json``
 (``vertebrae[label].height_loss``: (healthy − actual) / healthy by the thirds rule shared with

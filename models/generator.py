@@ -1,4 +1,4 @@
-"""The two-stage HealthiVert generator (METHOD.md section 3).
+"""The two-stage HealthiVert generator (docs/METHOD.md section 3).
 
 All images are (B, 1, H, W) in [-1, 1]; masks (B, 1, H, W) in {0, 1}; heights are sigmoid
 outputs in (0, 1) that SHRM scales by ``band_rows``. Everything here is in the *input frame*

@@ -116,7 +116,7 @@ class HealthiVertModel:
 
     # ------------------------------------------------------------------ data
     def set_input(self, batch: dict) -> None:
-        """Move a GAN batch dict (BRIEF contract) to the device. Images (B, 1, H, W) float;
+        """Move a GAN batch dict (data/sample.py) to the device. Images (B, 1, H, W) float;
         scalars (B,). Raises ValueError when the batch's band height differs from the config."""
         br = batch.get("band_rows")
         if isinstance(br, torch.Tensor) and br.device.type == "cpu" and br.numel():

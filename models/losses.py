@@ -1,4 +1,4 @@
-"""HealthiVert-GAN losses (METHOD.md section 3) and the frame each one is computed in.
+"""HealthiVert-GAN losses (docs/METHOD.md section 3) and the frame each one is computed in.
 
 Frames: the generator works in A's frame (context shifted around the band); the SHRM composite
 (:mod:`models.shrm`) is in B's (target) frame. Because the band is centred on the target, the

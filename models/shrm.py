@@ -1,5 +1,5 @@
 """SHRM: self-adaptive height restoration. Turns the height heads into integer row counts and
-pastes the generated rows into the real slice, pushing the context apart (BRIEF contract).
+pastes the generated rows into the real slice, pushing the context apart (docs/METHOD.md §3).
 
 With h = x2 - x1 (current height), H >= h (predicted), Δ = H - h, Δtop = Δ // 2,
 Δbot = Δ - Δtop, band centre c = a + band // 2, for each output row r (target frame):

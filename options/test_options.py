@@ -39,7 +39,7 @@ class TestOptions:
     num_threads: int = opt(0, "DataLoader worker processes")
     max_items: int = opt(0, "process at most this many vertebrae (0 = all)")
     baselines: bool = opt(False, "also score the neighbour-copy and neighbour-interpolation "
-                                 "baselines on the same slices (EVALUATION.md section 2)")
+                                 "baselines on the same slices (docs/EVALUATION.md section 2)")
     no_images: bool = opt(False, "write metrics only (no PNG panels / index.html)")
     device: str = opt("auto", "auto, cpu or cuda")
     no_progress: bool = opt(False, "hide tqdm progress bars")

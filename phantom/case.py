@@ -1,4 +1,4 @@
-"""Ground-truth spine phantom (EVALUATION.md §1): a seeded thoraco-lumbar CT with labels, a
+"""Ground-truth spine phantom (docs/EVALUATION.md §1): a seeded thoraco-lumbar CT with labels, a
 healthy twin and the planted fracture truth.
 
 Construction: a smooth random centre curve (lordosis, kyphosis, mild scoliosis) carries each
@@ -257,7 +257,7 @@ def _truth(case_id, seed, sp, orient, labels, healthy, placed, mask: Volume) -> 
 
 
 def write_case(case: PhantomCase, root, case_id: str):
-    """Write ``case`` under ``<root>/raw/<case_id>/`` (the cohort layout in the team brief), plus
+    """Write ``case`` under ``<root>/raw/<case_id>/`` (the raw cohort layout, layout/raw.py), plus
     ``<case>_healthy.json``: the healthy twin's centroids (levels caudal to a fracture sit lower
     in the twin, so ``<case>.json`` does not fit it)."""
     from layout.raw import case_paths

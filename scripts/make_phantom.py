@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Generate the ground-truth spine phantom (EVALUATION.md §1).
+"""Generate the ground-truth spine phantom (docs/EVALUATION.md §1).
 
 Three modes:
 

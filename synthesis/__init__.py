@@ -1,4 +1,4 @@
-"""3D pseudo-healthy synthesis (METHOD.md §5): every sagittal (and, for 2.5D, coronal) slice of a
+"""3D pseudo-healthy synthesis (docs/METHOD.md §5): every sagittal (and, for 2.5D, coronal) slice of a
 straightened vertebra block that contains the target is rebuilt iteratively -- upper neighbour,
 then lower neighbour on that result, then the target on that result -- each step with the same
 band height, neighbour shift and SHRM paste the generator was trained with (:mod:`synthesis.views`

@@ -1,4 +1,4 @@
-"""The iterative per-slice pipeline (METHOD.md §5), batched over slices and vertebrae.
+"""The iterative per-slice pipeline (docs/METHOD.md §5), batched over slices and vertebrae.
 
 For every slice of a view (sagittal or coronal) in which the target vertebra appears -- *all* of
 them, not only the central 80 % -- a :class:`SliceTask` runs up to three steps on a running image

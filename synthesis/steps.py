@@ -7,7 +7,7 @@ A *step* rebuilds one vertebra (``step_labels[i]``, per slice) in each slice of 
 2. The model's ``infer(batch)`` returns the SHRM composite ``fake_B`` (the new running image), the
    composite soft mask ``seg`` and the predicted height ``height_pred`` (rows, >= h).
 3. :func:`update_labels` moves the label map the way the composite moved the image: rows above the
-   pasted block shift up by ``dtop``, rows below shift down by ``dbot`` (BRIEF.md SHRM rule), the
+   pasted block shift up by ``dtop``, rows below shift down by ``dbot`` (docs/METHOD.md §3, SHRM), the
    pasted rows are cleared, and the rebuilt vertebra is where ``seg >= 0.5``.
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """How a 3D block is cut into the 2D images a generator sees, and put back together.
 
-Block axes (BRIEF.md): axis0 = SI (cranial at row 0), axis1 = AP (anterior at 0), axis2 = LR.
+Block axes (docs/METHOD.md §0): axis0 = SI (cranial at row 0), axis1 = AP (anterior at 0), axis2 = LR.
 
 * ``sagittal``: slice ``z`` is ``block[:, :, z]`` -> ``(SI, AP)`` image.
 * ``coronal``: slice ``y`` is ``block[:, y, :]`` -> ``(SI, LR)`` image, pasted into the centre of a

@@ -1,5 +1,5 @@
 """Oracle tests on seeded phantoms: with the healthy twin as the pseudo-healthy body, the
-measured RHLV must match the planted height loss (EVALUATION.md §1-2)."""
+measured RHLV must match the planted height loss (docs/EVALUATION.md §1-2)."""
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""Synthetic GAN batches for the model tests (BRIEF batch contract, built here so the model tests
+"""Synthetic GAN batches for the model tests (the batch contract of data/sample.py, built here so the model tests
 do not depend on the dataset code), plus a check that they follow the band rule."""
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def spine_slice(size: int, x1: int, x2: int, seed: int) -> tuple:
 
 
 def shift_rows(img: torch.Tensor, x1: int, x2: int, a: int, band: int, fill: float = -1.0):
-    """The BRIEF band rule on (C, S, S): context above ends at row a, below starts at a + band."""
+    """The band rule (docs/METHOD.md §2) on (C, S, S): context above ends at row a, below starts at a + band."""
     size = img.shape[-2]
     out = torch.full_like(img, fill)
     for r in range(size):

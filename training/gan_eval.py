@@ -1,4 +1,4 @@
-"""Per-slice synthesis metrics for train.py's periodic evaluation and test.py (EVALUATION.md §2).
+"""Per-slice synthesis metrics for train.py's periodic evaluation and test.py (docs/EVALUATION.md §2).
 
 Uses :mod:`evaluation.metrics` (psnr/ssim on [-1, 1] images with a fixed data range of 2, mask
 metrics, height error). Regions: the *band* (rows [a, a + band), all columns), the *strip* (the
