@@ -21,13 +21,11 @@ Example:
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from data.splits import add_phase_argument  # noqa: E402
-from utils.errors import UserError, run_cli  # noqa: E402
+from data.splits import add_phase_argument
+from utils.errors import UserError, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:

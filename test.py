@@ -16,7 +16,6 @@ from __future__ import annotations
 import csv
 import html
 import logging
-import sys
 from typing import Optional
 from pathlib import Path
 
@@ -25,19 +24,18 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from data.gan_dataset import GanDataConfig, HealthiVertDataset, select_keys  # noqa: E402
-from data.intensity import hu_to_unit, unit_to_hu, unit_to_uint8  # noqa: E402
-from data.splits import parse_key  # noqa: E402
-from options.test_options import TestOptions, parse_test_options  # noqa: E402
-from layout.runs import checkpoint_path, resolve_checkpoint, run_dir  # noqa: E402
-from synthesis.model_io import load_generator  # noqa: E402
-from utils import checkpoint as ck  # noqa: E402
-from utils.device import resolve_device  # noqa: E402
-from utils.errors import UserError, run_cli  # noqa: E402
-from utils.fileio import atomic_path, ensure_dir, write_json, write_text  # noqa: E402
-from training.gan_eval import METRIC_COLUMNS, batch_metrics, slice_metrics, summarise  # noqa: E402
+from data.gan_dataset import GanDataConfig, HealthiVertDataset, select_keys
+from data.intensity import hu_to_unit, unit_to_hu, unit_to_uint8
+from data.splits import parse_key
+from options.test_options import TestOptions, parse_test_options
+from layout.runs import checkpoint_path, resolve_checkpoint, run_dir
+from synthesis.model_io import load_generator
+from utils import checkpoint as ck
+from utils.device import resolve_device
+from utils.errors import UserError, run_cli
+from utils.fileio import atomic_path, ensure_dir, write_json, write_text
+from training.gan_eval import METRIC_COLUMNS, batch_metrics, slice_metrics, summarise
 
 log = logging.getLogger("test")
 PANELS = ("real_A", "fake_B", "real_B", "CAM", "fake_B_mask_raw", "fake_B_coarse",

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -22,19 +21,18 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from data.gan_dataset import HealthiVertDataset  # noqa: E402
-from options.model_options import make_model_config  # noqa: E402
-from options.train_options import TrainOptions, parse_train_options  # noqa: E402
-from layout.runs import checkpoint_path  # noqa: E402
-from utils import checkpoint as ck  # noqa: E402
-from utils.distributed import DistInfo, all_reduce_mean, barrier, cleanup, init_distributed  # noqa: E402
-from utils.errors import UserError, run_cli  # noqa: E402
-from utils.fileio import write_json  # noqa: E402
-from training.run_folder import LossLog, environment, prepare_run_dir  # noqa: E402
-from utils.seed import seed_everything, worker_init_fn  # noqa: E402
-from training.support import (EpochSampler, data_config,  # noqa: E402
+from data.gan_dataset import HealthiVertDataset
+from options.model_options import make_model_config
+from options.train_options import TrainOptions, parse_train_options
+from layout.runs import checkpoint_path
+from utils import checkpoint as ck
+from utils.distributed import DistInfo, all_reduce_mean, barrier, cleanup, init_distributed
+from utils.errors import UserError, run_cli
+from utils.fileio import write_json
+from training.run_folder import LossLog, environment, prepare_run_dir
+from utils.seed import seed_everything, worker_init_fn
+from training.support import (EpochSampler, data_config,
                                  evaluate, lr_lambda, visual_grids)
 
 log = logging.getLogger("train")

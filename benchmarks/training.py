@@ -90,6 +90,5 @@ def run(quick: bool = True) -> list:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
     for r in run(quick=True):
         print(r)

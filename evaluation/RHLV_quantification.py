@@ -19,19 +19,16 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from data.splits import SPLITS, read_vertebra_json  # noqa: E402
-from evaluation.heights import BODIES, FILTERS, RESCALES, HeightRule  # noqa: E402
-from evaluation.plausibility import PlausibilityRule  # noqa: E402
-from evaluation.rhlv import rhlv_table  # noqa: E402
-from layout.blocks import list_keys  # noqa: E402
-from utils.errors import UserError, run_cli  # noqa: E402
-from utils.fileio import atomic_path  # noqa: E402
+from data.splits import SPLITS, read_vertebra_json
+from evaluation.heights import BODIES, FILTERS, RESCALES, HeightRule
+from evaluation.plausibility import PlausibilityRule
+from evaluation.rhlv import rhlv_table
+from layout.blocks import list_keys
+from utils.errors import UserError, run_cli
+from utils.fileio import atomic_path
 
 log = logging.getLogger("RHLV_quantification")
 

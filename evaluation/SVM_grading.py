@@ -16,17 +16,14 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 
 import numpy as np
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from evaluation import grading as G  # noqa: E402
-from utils.errors import UserError, run_cli  # noqa: E402
-from utils.fileio import atomic_path, ensure_dir, write_json  # noqa: E402
+from evaluation import grading as G
+from utils.errors import UserError, run_cli
+from utils.fileio import atomic_path, ensure_dir, write_json
 
 log = logging.getLogger("SVM_grading")
 

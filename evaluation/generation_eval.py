@@ -35,24 +35,21 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 
 import numpy as np
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from data.intensity import hu_to_unit  # noqa: E402
-from data.io import load_ct, load_label  # noqa: E402
-from data.splits import add_phase_argument, parse_key, read_vertebra_json  # noqa: E402
-from evaluation import metrics as M  # noqa: E402
-from evaluation.baselines import METHODS as BASELINES, baseline_block, neighbour_health  # noqa: E402
-from evaluation.heights import THIRDS, HeightRule, measure_pair  # noqa: E402
-from layout.blocks import CT_DIR, LABEL_DIR, block_path  # noqa: E402
-from layout.synthesis import FAKE_CT_DIR, FAKE_LABEL_DIR  # noqa: E402
-from utils.errors import UserError, run_cli  # noqa: E402
-from utils.fileio import atomic_path  # noqa: E402
+from data.intensity import hu_to_unit
+from data.io import load_ct, load_label
+from data.splits import add_phase_argument, parse_key, read_vertebra_json
+from evaluation import metrics as M
+from evaluation.baselines import METHODS as BASELINES, baseline_block, neighbour_health
+from evaluation.heights import THIRDS, HeightRule, measure_pair
+from layout.blocks import CT_DIR, LABEL_DIR, block_path
+from layout.synthesis import FAKE_CT_DIR, FAKE_LABEL_DIR
+from utils.errors import UserError, run_cli
+from utils.fileio import atomic_path
 
 log = logging.getLogger("generation_eval")
 IMAGE_METRICS = ("psnr_whole", "ssim_whole", "psnr_strip", "ssim_strip", "psnr_band", "ssim_band")

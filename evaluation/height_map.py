@@ -15,21 +15,17 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from data.splits import SPLITS, parse_key, read_vertebra_json  # noqa: E402
-from evaluation.heights import align_footprint, column_heights_mm  # noqa: E402
-from evaluation.rhlv import load_target  # noqa: E402
-from layout.blocks import block_path, list_keys  # noqa: E402
-from utils.errors import UserError, run_cli  # noqa: E402
-from utils.fileio import atomic_path, ensure_dir  # noqa: E402
+from data.splits import SPLITS, parse_key, read_vertebra_json
+from evaluation.heights import align_footprint, column_heights_mm
+from evaluation.rhlv import load_target
+from layout.blocks import block_path, list_keys
+from utils.errors import UserError, run_cli
+from utils.fileio import atomic_path, ensure_dir
 
 log = logging.getLogger("height_map")
 

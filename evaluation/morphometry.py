@@ -22,27 +22,24 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 from typing import Dict, Optional, Sequence
 
 import numpy as np
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from data.io import load_label  # noqa: E402
-from data.splits import SPLITS, make_key, parse_key, read_vertebra_json  # noqa: E402
-from evaluation.heights import THIRDS, HeightRule, measure_own  # noqa: E402
-from evaluation.reference import (DEFAULT_PRIOR_SLOPE, ReferenceRule, learn_prior_slope,  # noqa: E402
+from data.io import load_label
+from data.splits import SPLITS, make_key, parse_key, read_vertebra_json
+from evaluation.heights import THIRDS, HeightRule, measure_own
+from evaluation.reference import (DEFAULT_PRIOR_SLOPE, ReferenceRule, learn_prior_slope,
                                   spine_positions)
-from evaluation.reference import expected_heights as robust_expected  # noqa: E402
-from layout.blocks import block_path, list_keys  # noqa: E402
-from spine.anatomy import genant_grade, level_name, neighbour_list  # noqa: E402
-from layout.blocks import load_completeness  # noqa: E402
-from spine.anatomy import Completeness  # noqa: E402
-from utils.errors import UserError, run_cli  # noqa: E402
-from utils.fileio import atomic_path  # noqa: E402
+from evaluation.reference import expected_heights as robust_expected
+from layout.blocks import block_path, list_keys
+from spine.anatomy import genant_grade, level_name, neighbour_list
+from layout.blocks import load_completeness
+from spine.anatomy import Completeness
+from utils.errors import UserError, run_cli
+from utils.fileio import atomic_path
 
 log = logging.getLogger("morphometry")
 

@@ -19,21 +19,17 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
-from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from data.io import load_ct, load_label, save_nifti  # noqa: E402
-from data.splits import parse_key  # noqa: E402
-from data.volume import Volume  # noqa: E402
-from layout.blocks import block_keys, block_paths  # noqa: E402
-from layout.raw import case_file  # noqa: E402
-from utils.errors import UserError, run_cli  # noqa: E402
+from data.io import load_ct, load_label, save_nifti
+from data.splits import parse_key
+from data.volume import Volume
+from layout.blocks import block_keys, block_paths
+from layout.raw import case_file
+from utils.errors import UserError, run_cli
 
 log = logging.getLogger("oracle")
 

@@ -13,18 +13,14 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 
-import numpy as np
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from data.splits import make_key  # noqa: E402
-from layout.raw import raw_base, truth_files  # noqa: E402
-from utils.errors import UserError, run_cli  # noqa: E402
-from utils.fileio import atomic_path, read_json  # noqa: E402
+from data.splits import make_key
+from layout.raw import raw_base, truth_files
+from utils.errors import UserError, run_cli
+from utils.fileio import atomic_path, read_json
 
 log = logging.getLogger("phantom_truth")
 TRUTH_THIRDS = {"a": "anterior", "m": "middle", "p": "posterior"}

@@ -27,10 +27,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from utils.errors import UserError, run_cli  # noqa: E402
-from utils.fileio import read_json, write_json, write_text  # noqa: E402
+from utils.errors import UserError, run_cli
+from utils.fileio import read_json, write_json, write_text
 
 ENTRIES = ("phantom", "straighten", "scaling", "training", "synthesis", "rhlv", "cam")
 CPU_ONLY = {"phantom", "straighten", "rhlv"}  # numpy/scipy code: there is no CUDA path to time

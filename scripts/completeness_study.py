@@ -20,11 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from data.io import load_label, save_nifti  # noqa: E402
-from data.volume import Volume  # noqa: E402
-from utils.errors import run_cli  # noqa: E402
+from data.io import load_label, save_nifti
+from data.volume import Volume
+from utils.errors import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -20,10 +20,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from utils.errors import UserError, run_cli  # noqa: E402
-from utils.fileio import write_json  # noqa: E402
+from utils.errors import UserError, run_cli
+from utils.fileio import write_json
 
 PY = sys.executable
 

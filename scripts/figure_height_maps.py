@@ -13,21 +13,18 @@ Example::
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import matplotlib  # noqa: E402
+import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from evaluation.height_map import draw_map, map_for_key  # noqa: E402
-from evaluation.phantom_truth import truth_table  # noqa: E402
-from layout.blocks import block_path  # noqa: E402
-from utils.errors import UserError, run_cli  # noqa: E402
-from utils.fileio import atomic_path  # noqa: E402
+from evaluation.height_map import draw_map, map_for_key
+from evaluation.phantom_truth import truth_table
+from layout.blocks import block_path
+from utils.errors import UserError, run_cli
+from utils.fileio import atomic_path
 
 MORPHS = ("wedge", "biconcave", "crush")
 

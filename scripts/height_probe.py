@@ -25,15 +25,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from utils.errors import UserError, run_cli  # noqa: E402
-from utils.fileio import write_json  # noqa: E402
+from utils.errors import UserError, run_cli
+from utils.fileio import write_json
 
 log = logging.getLogger("height_probe")
 

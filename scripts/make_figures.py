@@ -20,27 +20,25 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import matplotlib  # noqa: E402
+import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from data.band import band_rows_from_mm, shift_context  # noqa: E402
-from data.intensity import hu_to_unit  # noqa: E402
-from data.io import load_ct, load_label, load_volume  # noqa: E402
-from data.splits import parse_key  # noqa: E402
-from evaluation.height_map import draw_map, height_loss_map  # noqa: E402
-from layout.blocks import CT_DIR, LABEL_DIR, block_path  # noqa: E402
-from layout.synthesis import FAKE_CT_DIR, FAKE_LABEL_DIR  # noqa: E402
-from utils.errors import UserError, run_cli  # noqa: E402
-from utils.fileio import atomic_path, ensure_dir, read_json  # noqa: E402
+from data.band import band_rows_from_mm, shift_context
+from data.intensity import hu_to_unit
+from data.io import load_ct, load_label, load_volume
+from data.splits import parse_key
+from evaluation.height_map import draw_map, height_loss_map
+from layout.blocks import CT_DIR, LABEL_DIR, block_path
+from layout.synthesis import FAKE_CT_DIR, FAKE_LABEL_DIR
+from utils.errors import UserError, run_cli
+from utils.fileio import atomic_path, ensure_dir, read_json
 
 log = logging.getLogger("make_figures")
 GRADE_COLOURS = ["#4daf4a", "#ffb000", "#fe6100", "#dc267f"]

@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from phantom.case import (DEFAULT_GRADE_MIX, check_orientation, level_range,  # noqa: E402
+from phantom.case import (DEFAULT_GRADE_MIX, check_orientation, level_range,
                           parse_level, render_case, write_case)
-from phantom.fracture import MORPHOLOGIES  # noqa: E402
-from utils.errors import UserError, run_cli  # noqa: E402
+from phantom.fracture import MORPHOLOGIES
+from utils.errors import UserError, run_cli
 
 log = logging.getLogger("make_phantom")
 

@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from data.intensity import hu_to_uint8  # noqa: E402
-from data.splits import parse_key  # noqa: E402
-from layout.blocks import LABEL_DIR, load_block  # noqa: E402
-from utils.errors import UserError, run_cli  # noqa: E402
-from utils.fileio import atomic_path  # noqa: E402
+from data.intensity import hu_to_uint8
+from data.splits import parse_key
+from layout.blocks import LABEL_DIR, load_block
+from utils.errors import UserError, run_cli
+from utils.fileio import atomic_path
 
 log = logging.getLogger("montage_blocks")
 

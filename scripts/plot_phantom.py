@@ -8,18 +8,16 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from data.intensity import HU_WINDOW  # noqa: E402
-from data.io import check_same_grid, load_ct, load_label  # noqa: E402
-from spine.anatomy import level_name  # noqa: E402
-from utils.errors import UserError, run_cli  # noqa: E402
-from utils.fileio import read_json  # noqa: E402
+from data.intensity import HU_WINDOW
+from data.io import check_same_grid, load_ct, load_label
+from spine.anatomy import level_name
+from utils.errors import UserError, run_cli
+from utils.fileio import read_json
 
 log = logging.getLogger("plot_phantom")
 

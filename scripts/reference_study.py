@@ -23,11 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from data.splits import write_vertebra_json  # noqa: E402
-from spine.anatomy import LEVEL_NAMES  # noqa: E402
-from utils.errors import run_cli  # noqa: E402
+from data.splits import write_vertebra_json
+from spine.anatomy import LEVEL_NAMES
+from utils.errors import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 LEVELS = ("T9", "L5")

@@ -10,16 +10,14 @@ from __future__ import annotations
 import argparse
 import html
 import json
-import sys
 from pathlib import Path
 
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from utils.errors import UserError, run_cli  # noqa: E402
-from utils.fileio import write_text  # noqa: E402
+from utils.errors import UserError, run_cli
+from utils.fileio import write_text
 
 CSS = """body{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222}
 h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-top:.6em}

@@ -17,20 +17,18 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 from typing import Dict, Optional
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from data.centroids import centroids_from_mask, write_centroids  # noqa: E402
-from data.io import check_same_grid, load_label, load_volume  # noqa: E402
-from data.volume import Volume  # noqa: E402
-from layout.raw import centroid_path, mask_files  # noqa: E402
-from spine.anatomy import VERTEBRA_LABELS as VERTEBRA_IDS, order_labels  # noqa: E402
-from utils.errors import UserError, run_cli  # noqa: E402
+from data.centroids import centroids_from_mask, write_centroids
+from data.io import check_same_grid, load_label, load_volume
+from data.volume import Volume
+from layout.raw import centroid_path, mask_files
+from spine.anatomy import VERTEBRA_LABELS as VERTEBRA_IDS, order_labels
+from utils.errors import UserError, run_cli
 
 log = logging.getLogger("location_json")
 

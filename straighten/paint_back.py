@@ -13,18 +13,15 @@ Example::
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from data.io import load_volume, save_nifti  # noqa: E402
-from data.volume import Volume  # noqa: E402
-from layout.blocks import BlockGeometry  # noqa: E402
-from straighten.inverse import paint_back  # noqa: E402
-from utils.errors import UserError, run_cli  # noqa: E402
+from data.io import load_volume, save_nifti
+from data.volume import Volume
+from layout.blocks import BlockGeometry
+from straighten.inverse import paint_back
+from utils.errors import UserError, run_cli
 
 
 def main(argv=None):

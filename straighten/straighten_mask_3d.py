@@ -30,21 +30,18 @@ import csv
 import io
 import logging
 import multiprocessing as mp
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from data.splits import parse_key, read_vertebra_json  # noqa: E402
-from layout.blocks import block_complete, save_block  # noqa: E402
-from layout.raw import find_cases  # noqa: E402
-from straighten.cases import load_case  # noqa: E402
-from straighten.completeness import Completeness, case_completeness  # noqa: E402
-from utils.errors import UserError, run_cli  # noqa: E402
-from utils.fileio import ensure_dir, write_text  # noqa: E402
+from data.splits import parse_key, read_vertebra_json
+from layout.blocks import block_complete, save_block
+from layout.raw import find_cases
+from straighten.cases import load_case
+from straighten.completeness import Completeness, case_completeness
+from utils.errors import UserError, run_cli
+from utils.fileio import ensure_dir, write_text
 
 log = logging.getLogger("straighten")
 FIELDS = ("case", "key", "label", "status", "message", "complete", "reason", "seconds")

@@ -21,20 +21,18 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 from typing import Dict, List
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from data.io import load_label  # noqa: E402
-from data.splits import add_phase_argument, keys_of, parse_key, read_vertebra_json  # noqa: E402
-from layout.raw import truth_path  # noqa: E402
-from layout.synthesis import OutputLayout  # noqa: E402
-from utils.errors import UserError, run_cli  # noqa: E402
-from utils.fileio import read_json, write_text  # noqa: E402
+from data.io import load_label
+from data.splits import add_phase_argument, keys_of, parse_key, read_vertebra_json
+from layout.raw import truth_path
+from layout.synthesis import OutputLayout
+from utils.errors import UserError, run_cli
+from utils.fileio import read_json, write_text
 
 log = logging.getLogger("phantom_eval")
 THIRD_NAMES = ("anterior", "middle", "posterior")

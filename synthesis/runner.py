@@ -21,7 +21,7 @@ import torch
 from data import band as bd
 from data.cams import CamReader
 from data.intensity import hu_to_unit
-from data.splits import keys_of, parse_key, read_vertebra_json
+from data.splits import parse_key
 from synthesis.compose import OutputRule
 from synthesis.fusion import Synthesis, from_view, fuse
 from synthesis.iterative import ModelStep, VertebraInput, synthesize_view

@@ -196,7 +196,6 @@ def _preload() -> None:
 
 
 def serve() -> None:
-    sys.path.insert(0, str(ROOT))
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot  # noqa: F401

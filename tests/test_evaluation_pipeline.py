@@ -85,7 +85,6 @@ def test_generation_eval_cli(tmp_path, capsys):
     assert "healthy twin" not in capsys.readouterr().out
 
 
-
 @pytest.fixture(autouse=True)
 def _scripts_importable(monkeypatch):
     """scripts/ is not a package: expose make_figures as ``scripts_make_figures``."""
@@ -97,8 +96,7 @@ def _scripts_importable(monkeypatch):
 
 
 def test_make_figures_outputs(tmp_path):
-    sys.path.insert(0, str(ROOT / "tests"))
-    from test_grading import synthetic_table
+    from tests.test_grading import synthetic_table
     from evaluation import SVM_grading
     import scripts_make_figures as mf
     df = synthetic_table(noise=0.03, seed=4)

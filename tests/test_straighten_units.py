@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from layout.blocks import BlockGeometry
 from spine.anatomy import order_labels

@@ -14,9 +14,10 @@ import torch
 from tests.test_train import ROOT, SMALL, TINY_NETS, _env, data_args, phantom  # noqa: F401
 
 WRAPPER = textwrap.dedent("""
-    import sys, torch
-    sys.path.insert(0, {root!r})
-    import train
+    import importlib.util, sys, torch
+    spec = importlib.util.spec_from_file_location("train", {root!r} + "/train.py")
+    train = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train)
     from options.train_options import parse_train_options
     from utils.distributed import cleanup, init_distributed
     opts = parse_train_options(sys.argv[1:])
