@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 
-from data.gan_dataset import GanDataConfig, HealthiVertDataset, select_keys
+from training.dataset import GanDataConfig, HealthiVertDataset, select_keys
 from data.intensity import hu_to_unit, unit_to_hu, unit_to_uint8
 from data.splits import parse_key
 from options.test_options import TestOptions, parse_test_options

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 
-from data.gan_dataset import HealthiVertDataset
+from training.dataset import HealthiVertDataset
 from options.model_options import make_model_config
 from options.train_options import TrainOptions, parse_train_options
 from layout.runs import checkpoint_path

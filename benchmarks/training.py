@@ -36,7 +36,7 @@ def _blocks(tmp: Path) -> Path:
 
 
 def _time(root: Path, device: str, amp: bool, repeats: int, workers: int, warmup: int) -> dict:
-    from data.gan_dataset import GanDataConfig, HealthiVertDataset
+    from training.dataset import GanDataConfig, HealthiVertDataset
     from models.healthivert_model import build_model
     from options.model_options import make_model_config
     ds = HealthiVertDataset(GanDataConfig(str(root / "straight"), str(root / "all.json"),

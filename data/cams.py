@@ -1,5 +1,5 @@
 """The one reader of attention maps (CAMs): ``<cam_folder>/<key>.nii.gz`` on the block's grid,
-values clipped to [0, 1]. Used by training (``data.gan_dataset``), ``test.py`` and 3D synthesis.
+values clipped to [0, 1]. Used by training (``training.dataset``), ``test.py`` and 3D synthesis.
 
 A CAM folder that lacks a vertebra's map is an error naming the first missing file: the network
 would otherwise see ``1 - CAM = 1`` for that vertebra, a different input from the one it was

@@ -141,9 +141,11 @@ def expand_phases(values) -> list:
     return out
 
 
-def add_phase_argument(parser, flag: str = "--phase", default=("val",), what: str = "to process"):
+def add_phase_argument(parser, flag: str = "--phase", default=("val",), what: str = "to process",
+                       aliases=()):
     """The one ``--phase`` convention of every CLI that takes splits: one or more of train, val,
-    test or all, space- or comma-separated; ``args.<dest>`` is the expanded list."""
+    test or all, space- or comma-separated; ``args.<dest>`` is the expanded list. ``aliases``:
+    older spellings of the flag that keep working."""
     import argparse
 
     class _Expand(argparse.Action):
@@ -153,6 +155,6 @@ def add_phase_argument(parser, flag: str = "--phase", default=("val",), what: st
             except UserError as exc:
                 parser.error(f"{option_string}: {exc}")
 
-    parser.add_argument(flag, nargs="+", action=_Expand, default=expand_phases(default),
+    parser.add_argument(flag, *aliases, nargs="+", action=_Expand, default=expand_phases(default),
                         metavar="SPLIT", help=f"split(s) of the vertebra JSON {what}: train, val, "
                         f"test or all, space- or comma-separated (default: {' '.join(default)})")

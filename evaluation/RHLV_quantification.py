@@ -22,7 +22,7 @@ import logging
 from pathlib import Path
 
 
-from data.splits import SPLITS, read_vertebra_json
+from data.splits import add_phase_argument, read_vertebra_json
 from evaluation.heights import BODIES, FILTERS, RESCALES, HeightRule
 from evaluation.plausibility import PlausibilityRule
 from evaluation.rhlv import rhlv_table
@@ -45,8 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vertebra_json", default=None,
                    help="split/grade file; gives split and grade columns and the keys to measure "
                         "(default: every file in --label_dir, split/grade empty)")
-    p.add_argument("--phases", nargs="+", default=list(SPLITS), choices=SPLITS,
-                   help="splits of --vertebra_json to measure")
+    add_phase_argument(p, "--phase", ("all",), "to measure", aliases=("--phases",))
     p.add_argument("--coronal", action="store_true",
                    help="also write the coronal variant (_cor columns)")
     p.add_argument("--fake_dir_cor", default=None,
@@ -89,11 +88,11 @@ def _items(args):
         return [(k, None, None) for k in list_keys(args.label_dir)]
     splits = read_vertebra_json(args.vertebra_json)
     items = []
-    for ph in args.phases:
+    for ph in args.phase:
         for key, grade in splits.get(ph, {}).items():
             items.append((key, ph, grade))
     if not items:
-        raise UserError(f"no vertebrae in splits {args.phases}", args.vertebra_json)
+        raise UserError(f"no vertebrae in splits {args.phase}", args.vertebra_json)
     return items
 
 

@@ -20,7 +20,7 @@ from typing import Sequence
 import numpy as np
 
 
-from data.splits import SPLITS, parse_key, read_vertebra_json
+from data.splits import add_phase_argument, parse_key, read_vertebra_json
 from evaluation.heights import align_footprint, column_heights_mm
 from evaluation.rhlv import load_target
 from layout.blocks import block_path, list_keys
@@ -116,8 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output_dir", required=True, help="folder for <key>_hlmap.{npy,nii.gz,png}")
     p.add_argument("--keys", nargs="+", default=None, help="keys to map (default: all or --vertebra_json)")
     p.add_argument("--vertebra_json", default=None, help="split/grade file selecting keys")
-    p.add_argument("--phases", nargs="+", default=list(SPLITS), choices=SPLITS,
-                   help="splits of --vertebra_json")
+    add_phase_argument(p, "--phase", ("all",), "to measure", aliases=("--phases",))
     p.add_argument("--min_grade", type=int, default=0, help="only keys with at least this grade")
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
     return p
@@ -130,7 +129,7 @@ def main(argv=None) -> int:
         keys = list(args.keys)
     elif args.vertebra_json:
         sp = read_vertebra_json(args.vertebra_json)
-        keys = [k for ph in args.phases for k, g in sp.get(ph, {}).items() if g >= args.min_grade]
+        keys = [k for ph in args.phase for k, g in sp.get(ph, {}).items() if g >= args.min_grade]
     else:
         keys = list_keys(args.label_dir)
     for key in tqdm(keys, desc="height maps", disable=args.no_progress):

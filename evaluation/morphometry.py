@@ -29,7 +29,7 @@ import numpy as np
 
 
 from data.io import load_label
-from data.splits import SPLITS, make_key, parse_key, read_vertebra_json
+from data.splits import add_phase_argument, make_key, parse_key, read_vertebra_json
 from evaluation.heights import THIRDS, HeightRule, measure_own
 from evaluation.reference import (DEFAULT_PRIOR_SLOPE, ReferenceRule, learn_prior_slope,
                                   spine_positions)
@@ -226,8 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vertebra_json", default=None,
                    help="split/grade file (keys to grade, split and true grade columns); "
                         "default: every block in --label_dir")
-    p.add_argument("--phases", nargs="+", default=list(SPLITS), choices=SPLITS,
-                   help="splits of --vertebra_json to grade")
+    add_phase_argument(p, "--phase", ("all",), "to grade", aliases=("--phases",))
     p.add_argument("--lr_fraction", type=float, default=0.4, help="central LR fraction measured")
     p.add_argument("--column_ratio", type=float, default=0.7,
                    help="keep columns taller than this x the centre column (0 disables)")
@@ -253,7 +252,7 @@ def main(argv=None) -> int:
     rule = HeightRule(args.lr_fraction, args.column_ratio, "syn")
     if args.vertebra_json:
         splits = read_vertebra_json(args.vertebra_json)
-        items = [(k, ph, g) for ph in args.phases for k, g in splits.get(ph, {}).items()]
+        items = [(k, ph, g) for ph in args.phase for k, g in splits.get(ph, {}).items()]
     else:
         splits = None
         items = [(k, None, None) for k in list_keys(args.label_dir)]

@@ -6,7 +6,7 @@ import argparse
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
-from data.gan_dataset import DATASET_MODES, FIT_MODES
+from training.dataset import DATASET_MODES, FIT_MODES
 from options.base import add_dataclass_args, build, opt
 
 

@@ -37,7 +37,7 @@ log = logging.getLogger("height_probe")
 
 def samples(cfg, draws: int):
     """(features (N, F), h (N,), neighbour height (N,)) of ``draws`` passes over the dataset."""
-    from data.gan_dataset import HealthiVertDataset
+    from training.dataset import HealthiVertDataset
     from training.gan_eval import neighbour_height_rows
     ds = HealthiVertDataset(cfg)
     feats, hs, refs = [], [], []
@@ -82,7 +82,7 @@ def main(argv=None) -> int:
     from sklearn.linear_model import RidgeCV
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
-    from data.gan_dataset import GanDataConfig
+    from training.dataset import GanDataConfig
     base = dict(dataroot=args.dataroot, vertebra_json=args.vertebra_json, band_mm=args.band_mm,
                 image_size=args.image_size, max_grade=args.healthy_max_grade)
     tr, h_tr, _ = samples(GanDataConfig(phase=args.train_phase, random_slices=True, **base), args.draws)

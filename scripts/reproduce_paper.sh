@@ -81,14 +81,14 @@ fi
 
 echo "== 5. RHLV (the authors' rule for the paper row, ours for the sound one), height-loss maps, morphometry baseline"
 $PY evaluation/RHLV_quantification.py --label_dir "$OUT/straight/label" \
-  --fake_dir "$OUT/synthesis/label_fake" --vertebra_json "$VJ" --phases train val test \
+  --fake_dir "$OUT/synthesis/label_fake" --vertebra_json "$VJ" --phase train val test \
   --output "$OUT/rhlv_original.csv" --height_rule original --column_ratio 0.7 --body all --skip_missing
 $PY evaluation/RHLV_quantification.py --label_dir "$OUT/straight/label" \
-  --fake_dir "$OUT/synthesis/label_fake" --vertebra_json "$VJ" --phases train val test \
+  --fake_dir "$OUT/synthesis/label_fake" --vertebra_json "$VJ" --phase train val test \
   --output "$OUT/rhlv.csv" --lr_fraction 0.4 --column_ratio 0.7 --column_filter syn \
   --rescale none --align_shift 6 --skip_missing "${COR_FLAGS[@]}"
 $PY evaluation/height_map.py --label_dir "$OUT/straight/label" \
-  --fake_dir "$OUT/synthesis/label_fake" --vertebra_json "$VJ" --phases val --min_grade 1 \
+  --fake_dir "$OUT/synthesis/label_fake" --vertebra_json "$VJ" --phase val --min_grade 1 \
   --output_dir "$OUT/height_maps"
 $PY evaluation/morphometry.py --label_dir "$OUT/straight/label" --vertebra_json "$VJ" \
   --output "$OUT/morphometry.csv" --skip_missing

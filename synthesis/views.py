@@ -6,7 +6,7 @@ Block axes (docs/METHOD.md §0): axis0 = SI (cranial at row 0), axis1 = AP (ante
 * ``coronal``: slice ``y`` is ``block[:, y, :]`` -> ``(SI, LR)`` image, pasted into the centre of a
   canvas of the model's width (padding: image -1, labels 0, CAM 0).
 
-Both follow ``data.gan_dataset.HealthiVertDataset._slice`` exactly, so inference sees what training
+Both follow ``training.dataset.HealthiVertDataset._slice`` exactly, so inference sees what training
 saw (the checkpoint's ``slice_fit``): a block taller than the model's image is centre-cropped
 (``fit='crop'``: same mm per pixel, the target stays at the centre) or resampled in-plane by
 ``size / H`` (``fit='resize'``: images and CAM bilinear with antialiasing, labels nearest with the

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from data.gan_dataset import GanDataConfig, HealthiVertDataset
+from training.dataset import GanDataConfig, HealthiVertDataset
 from data.intensity import hu_to_unit
 from data.io import save_nifti
 from data.splits import write_vertebra_json

@@ -237,7 +237,7 @@ def test_paint_back_needs_raw_root(setup, tmp_path, capsys):
 @pytest.mark.parametrize("mode", ["aligned_sagittal", "aligned_coronal"])
 def test_slices_match_the_training_dataset(setup, mode, fit):
     """SliceGrid.take (inference) == the dataset's slice (training), resampling included."""
-    from data.gan_dataset import GanDataConfig, HealthiVertDataset
+    from training.dataset import GanDataConfig, HealthiVertDataset
     from data.splits import write_vertebra_json
     from layout.blocks import load_block
     from synthesis.views import SliceGrid

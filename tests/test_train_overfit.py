@@ -22,7 +22,7 @@ def _band_l1(model, batch) -> float:
 
 @pytest.mark.slow  # ~1.5 min CPU time (6 min wall on a loaded 2-core machine)
 def test_overfit_band_l1_falls_80_percent(phantom):  # noqa: F811
-    from data.gan_dataset import GanDataConfig, HealthiVertDataset
+    from training.dataset import GanDataConfig, HealthiVertDataset
     from models.healthivert_model import build_model
     from options.model_options import make_model_config
     ds = HealthiVertDataset(GanDataConfig(str(phantom / "straight"),

@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
-from data.gan_dataset import GanDataConfig, HealthiVertDataset
+from training.dataset import GanDataConfig, HealthiVertDataset
 from training.gan_eval import batch_metrics, summarise
 
 IMAGE_PANELS = ("real_A", "fake_B", "real_B", "fake_B_coarse")  # [-1, 1]; others are [0, 1]
