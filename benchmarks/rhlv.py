@@ -25,6 +25,7 @@ SHAPE = (256, 256, 64)
 
 
 from benchmarks.timing import median_seconds  # noqa: E402
+from layout.blocks import LABEL_DIR
 
 
 def _row(setting, sec, repeats, note):
@@ -55,7 +56,7 @@ def run(quick: bool = True) -> list:
             for sub, arr in (("label", wedge), ("fake", healthy)):
                 save_nifti(Volume((arr * 20).astype(np.uint8), np.eye(4)), Path(tmp) / sub / "c_20.nii.gz")
             rows.append(_row("RHLV from files (2 NIfTI reads + sagittal + coronal)",
-                             median_seconds(lambda: rhlv_row("c_20", Path(tmp) / "label", Path(tmp) / "fake",
+                             median_seconds(lambda: rhlv_row("c_20", Path(tmp) / LABEL_DIR, Path(tmp) / "fake",
                                                       HeightRule(), coronal=True), repeats),
                              repeats, "rhlv_row"))
     return rows

@@ -24,6 +24,7 @@ import numpy as np
 from data.io import load_label, save_nifti
 from data.volume import Volume
 from utils.errors import run_cli
+from layout.blocks import LABEL_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -70,7 +71,7 @@ def grade_tree(raw: Path, out: Path):
     import pandas as pd
     run(["straighten/straighten_mask_3d.py", "--dataroot", raw, "--output", out / "st", "--no_ct",
          "--no_progress"])
-    run(["evaluation/morphometry.py", "--label_dir", out / "st" / "label", "--output",
+    run(["evaluation/morphometry.py", "--label_dir", out / "st" / LABEL_DIR, "--output",
          out / "morph.csv", "--no_progress"])
     return pd.read_csv(out / "morph.csv").set_index("key")
 

@@ -23,6 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 from utils.errors import UserError, run_cli
 from utils.fileio import write_json
+from layout.blocks import LABEL_DIR
+from layout.synthesis import OutputLayout
 
 PY = sys.executable
 
@@ -80,13 +82,13 @@ def stage_commands(out: Path, quick: bool, no_progress: bool) -> list:
                                 + ["--dataroot", str(blocks), "--cam_folder", str(cam),
                                  "--vertebra_json", str(vj), "--phase", "all", "--results_dir", str(syn),
                                  "--paint_back", "--raw_root", str(cohort / "raw")] + npf),
-        ("RHLV (GAN)", [PY, "evaluation/RHLV_quantification.py", "--label_dir", str(blocks / "label"),
-                        "--fake_dir", str(syn / "label_fake"), "--output", str(res / "rhlv_gan.csv")] + rhlv),
-        ("RHLV (oracle: healthy twin)", [PY, "evaluation/RHLV_quantification.py", "--label_dir", str(blocks / "label"),
-                                         "--fake_dir", str(twin / "label"), "--output", str(res / "rhlv_oracle.csv")] + rhlv),
+        ("RHLV (GAN)", [PY, "evaluation/RHLV_quantification.py", "--label_dir", str(blocks / LABEL_DIR),
+                        "--fake_dir", str(OutputLayout(syn).label_dir), "--output", str(res / "rhlv_gan.csv")] + rhlv),
+        ("RHLV (oracle: healthy twin)", [PY, "evaluation/RHLV_quantification.py", "--label_dir", str(blocks / LABEL_DIR),
+                                         "--fake_dir", str(twin / LABEL_DIR), "--output", str(res / "rhlv_oracle.csv")] + rhlv),
         ("oracle vs planted truth", [PY, "evaluation/phantom_truth.py", "--rhlv_csv", str(res / "rhlv_oracle.csv"),
                                      "--dataroot", str(cohort), "--output", str(res / "oracle_errors.csv")]),
-        ("morphometry baseline", [PY, "evaluation/morphometry.py", "--label_dir", str(blocks / "label"),
+        ("morphometry baseline", [PY, "evaluation/morphometry.py", "--label_dir", str(blocks / LABEL_DIR),
                                   "--vertebra_json", str(vj), "--output", str(res / "morphometry.csv")] + npf),
         ("SVM grading (GAN RHLV / morphometry / both, sound)", [PY, "evaluation/SVM_grading.py", "--rhlv_csv", str(res / "rhlv_gan.csv"),
                                       "--output_dir", str(res / "grading_gan"), "--features", "rhlv", "morph", "both"]
@@ -104,8 +106,8 @@ def stage_commands(out: Path, quick: bool, no_progress: bool) -> list:
                      "--svm_json", str(res / "grading_gan" / "svm_sound.json"), str(res / "grading_oracle" / "svm_sound.json"),
                      "--dataroot", str(blocks), "--results_dir", str(syn), "--cam_folder", str(cam),
                      "--vertebra_json", str(vj), "--pick", "4"]),
-        ("height-loss maps", [PY, "scripts/figure_height_maps.py", "--label_dir", str(blocks / "label"),
-                              "--fake_dir", str(syn / "label_fake"), "--phantom_root", str(cohort),
+        ("height-loss maps", [PY, "scripts/figure_height_maps.py", "--label_dir", str(blocks / LABEL_DIR),
+                              "--fake_dir", str(OutputLayout(syn).label_dir), "--phantom_root", str(cohort),
                               "--output", str(fig / "height_maps.png")]),
     ]
     return [st for st in stages if st is not None]

@@ -22,6 +22,8 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from layout.blocks import LABEL_DIR
+from layout.synthesis import OutputLayout
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -46,13 +48,13 @@ def commands(work: Path) -> list:
         ["eval_3d_sagittal_twostage.py", "--checkpoint", str(ck / "g" / "ckpt" / "latest.pth"),
          "--dataroot", str(blocks), "--vertebra_json", vj, "--phase", "all",
          "--results_dir", str(syn)] + npf,
-        ["evaluation/RHLV_quantification.py", "--label_dir", str(blocks / "label"),
-         "--fake_dir", str(syn / "label_fake"), "--vertebra_json", vj,
+        ["evaluation/RHLV_quantification.py", "--label_dir", str(blocks / LABEL_DIR),
+         "--fake_dir", str(OutputLayout(syn).label_dir), "--vertebra_json", vj,
          "--output", str(res / "rhlv_gan.csv")] + npf,
-        ["evaluation/RHLV_quantification.py", "--label_dir", str(blocks / "label"),
-         "--fake_dir", str(twin / "label"), "--vertebra_json", vj,
+        ["evaluation/RHLV_quantification.py", "--label_dir", str(blocks / LABEL_DIR),
+         "--fake_dir", str(twin / LABEL_DIR), "--vertebra_json", vj,
          "--output", str(res / "rhlv_oracle.csv")] + npf,
-        ["evaluation/morphometry.py", "--label_dir", str(blocks / "label"), "--vertebra_json", vj,
+        ["evaluation/morphometry.py", "--label_dir", str(blocks / LABEL_DIR), "--vertebra_json", vj,
          "--output", str(res / "morphometry.csv")] + npf,
         ["evaluation/SVM_grading.py", "--rhlv_csv", str(res / "rhlv_oracle.csv"),
          "--output_dir", str(res / "grading"), "--features", "rhlv", "morph", "both",
@@ -121,9 +123,9 @@ def digest(work: Path) -> dict:
     for f in sorted((res / "grading").glob("svm_*.json")):
         out[f"grading/{f.name}"] = _svm(f)
     voxels = {}
-    for f in sorted((res / "syn" / "label_fake").glob("*.nii.gz")):
+    for f in sorted((OutputLayout(res / "syn").label_dir).glob("*.nii.gz")):
         lab = np.asarray(nib.load(str(f)).dataobj)
-        ct = np.asarray(nib.load(str(res / "syn" / "CT_fake" / f.name)).dataobj, dtype=np.float64)
+        ct = np.asarray(nib.load(str(OutputLayout(res / "syn").ct_dir / f.name)).dataobj, dtype=np.float64)
         voxels[f.name[:-7]] = {"labelled": int((lab > 0).sum()), "ct_mean": float(ct.mean())}
     out["synthesis_volumes"] = voxels
     return out

@@ -27,6 +27,7 @@ import numpy as np
 from data.splits import write_vertebra_json
 from spine.anatomy import LEVEL_NAMES
 from utils.errors import run_cli
+from layout.blocks import LABEL_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 LEVELS = ("T9", "L5")
@@ -65,8 +66,8 @@ def oracle_grades(ph: Path, st: Path, out: Path) -> dict:
     from spine.anatomy import genant_grade
     run(["evaluation/oracle.py", "--dataroot", ph, "--straight_root", st, "--output_root",
          out / "twin", "--no_progress"])
-    run(["evaluation/RHLV_quantification.py", "--label_dir", st / "label", "--fake_dir",
-         out / "twin" / "label", "--vertebra_json", ph / "vertebra_data.json", "--output",
+    run(["evaluation/RHLV_quantification.py", "--label_dir", st / LABEL_DIR, "--fake_dir",
+         out / "twin" / LABEL_DIR, "--vertebra_json", ph / "vertebra_data.json", "--output",
          out / "rhlv_oracle.csv", "--no_progress"])
     d = pd.read_csv(out / "rhlv_oracle.csv")
     parse_key(d["key"].iloc[0])
@@ -94,7 +95,7 @@ def main(argv=None) -> int:
     preds = {"oracle": oracle_grades(ph, st, out)}
     for ref in ("neighbours", "robust"):
         csv = out / f"morph_{ref}.csv"
-        run(["evaluation/morphometry.py", "--label_dir", st / "label", "--vertebra_json",
+        run(["evaluation/morphometry.py", "--label_dir", st / LABEL_DIR, "--vertebra_json",
              ph / "vertebra_data.json", "--output", csv, "--reference", ref, "--no_progress"])
         m = pd.read_csv(csv)
         preds[ref] = dict(zip(m["key"], m["morph_grade"].astype(int)))
