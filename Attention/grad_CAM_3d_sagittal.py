@@ -34,6 +34,7 @@ from data.intensity import hu_to_uint8
 from data.io import load_volume, save_nifti
 from data.splits import add_phase_argument
 from layout.blocks import select_blocks
+from layout.cams import cam_path
 from layout.runs import checkpoint_path, resolve_checkpoint, run_dir
 from utils.device import resolve_device
 from utils.errors import UserError, run_cli
@@ -107,7 +108,7 @@ def summarise(rows: dict) -> dict:
 def process_key(args, cam, pre: Preproc, key: str, grade, out: Path, min_grade: int) -> dict:
     """Compute (or, with --skip_existing, reuse) one key's CAM volume; its summary row."""
     ct_hu, target, vol = load_block_arrays(args.dataroot, key)
-    dst = out / f"{key}.nii.gz"
+    dst = cam_path(out, key)
     prob = None
     if args.skip_existing and dst.is_file():
         cam_vol = np.asarray(load_volume(dst).array, dtype=np.float32)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from data import band as bd
-from data.cams import CamReader
+from layout.cams import CamReader
 from data.intensity import hu_to_unit
 from data.splits import parse_key
 from synthesis.compose import OutputRule

@@ -70,3 +70,17 @@ def test_raw_layout_round_trip(tmp_path):
 def test_run_paths(tmp_path):
     assert checkpoint_path(tmp_path, "best") == tmp_path / "ckpt" / "best.pth"
     assert checkpoint_path(tmp_path, 3) == tmp_path / "ckpt" / "epoch_0003.pth"
+
+
+def test_cam_folder_written_and_read_by_one_rule(tmp_path):
+    """grad_CAM writes where the one reader looks (layout.cams.cam_path)."""
+    import numpy as np
+    from data.io import save_nifti
+    from data.volume import Volume, affine_from_spacing
+    from layout.cams import CamReader, cam_path
+    save_nifti(Volume(np.full((4, 4, 2), 2.0, np.float32), affine_from_spacing((1.0, 1.0, 1.0))),
+               cam_path(tmp_path, "c_20"))
+    cam = CamReader(str(tmp_path)).load("c_20", (4, 4, 2))
+    assert cam.shape == (4, 4, 2) and float(cam.max()) == 1.0      # clipped to [0, 1]
+    with pytest.raises(UserError, match="c_21"):
+        CamReader(str(tmp_path)).load("c_21", (4, 4, 2))

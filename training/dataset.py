@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from data import band as bd
-from data.cams import CamReader
+from layout.cams import CamReader
 from data.augment import apply_augment, draw_augment
 from data.intensity import hu_to_unit
 from data.sample import IMAGE_FILL, one_sample

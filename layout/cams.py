@@ -18,6 +18,12 @@ from utils.errors import UserError
 log = logging.getLogger(__name__)
 
 
+def cam_path(folder, key: str) -> Path:
+    """Where the attention map of ``key`` lives in a CAM folder (written by
+    ``Attention/grad_CAM_3d_sagittal.py``)."""
+    return Path(folder) / f"{key}.nii.gz"
+
+
 class CamReader:
     def __init__(self, folder: Optional[str], allow_missing: bool = False):
         self.folder = Path(folder) if folder else None
@@ -27,7 +33,7 @@ class CamReader:
             raise UserError("CAM folder not found (--cam_folder)", self.folder)
 
     def path(self, key: str) -> Path:
-        return self.folder / f"{key}.nii.gz"
+        return cam_path(self.folder, key)
 
     def check(self, keys: Iterable[str]) -> None:
         """Fail now (before any work) when a key has no CAM, unless missing CAMs are allowed."""
