@@ -6,7 +6,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-LAYERS = ["utils", "spine", "data", "layout", "phantom", "straighten", "models", "evaluation",
+LAYERS = ["utils", "spine", "data", "layout", "straighten", "models", "evaluation", "phantom",
           "synthesis", "training", "options", "Attention", "benchmarks", "scripts", "hv"]
 RANK = {p: i for i, p in enumerate(LAYERS)}
 
