@@ -56,6 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "--case draws fractures at random from --grade_mix")
     p.add_argument("--from_mask", metavar="PATH",
                    help="paint HU into this label map instead (writes one CT to --output)")
+    p.add_argument("--from_real", nargs=2, action="append", metavar=("CT", "MASK"),
+                   help="a cohort on real anatomy instead: fractures planted into this real CT and "
+                        "its VerSe label map (phantom/real_cohort.py); repeat for several scans, "
+                        "cases of one scan share a split. --n_cases, --seed, --split and "
+                        "--grade_mix (its G0 ignored) apply")
+    p.add_argument("--elastic_mm", type=float, default=2.0,
+                   help="with --from_real: largest random elastic displacement between cases (mm)")
     return p
 
 
@@ -109,6 +116,16 @@ def main(argv=None):
     check_orientation(args.orientation)
     if args.from_mask:
         return _from_mask(args)
+    if args.from_real:
+        from phantom.cohort import check_output_root
+        from phantom.real_cohort import write_real_cohort
+        check_output_root(Path(args.output), overwrite=args.overwrite)
+        summary = write_real_cohort([tuple(x) for x in args.from_real], args.output, args.n_cases,
+                                    args.seed, grade_mix=args.grade_mix, elastic_mm=args.elastic_mm,
+                                    split_fractions=args.split, progress=not args.no_progress)
+        print(f"wrote {args.n_cases} real-anatomy cases to {args.output}; grades per split "
+              f"(0/1/2/3): {summary['grade_counts']}")
+        return 0
     if args.fracture and not args.case:
         raise UserError("--fracture needs --case (a cohort draws fractures from --grade_mix)")
     if args.case:

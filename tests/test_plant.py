@@ -58,3 +58,31 @@ def test_profile_and_bad_requests():
         plant_fracture(lab, 20, (0.9, 0.1, 0.1))
     with pytest.raises(UserError, match="not in the label map"):
         plant_fracture(lab, 20, (0.3, 0.1, 0.1))
+
+
+def test_real_cohort_layout_twin_and_splits(shared_data, tmp_path):
+    """make_phantom.py --from_real: the phantom's layout, a twin per case, the truth readable by
+    evaluation/phantom_truth.py, grades in the split file equal to the planted ones, and every
+    case of one source scan in one split."""
+    import json
+    from evaluation.phantom_truth import truth_table
+    from scripts.make_phantom import main
+    ts = (str(shared_data / SCANS["totalseg"][0]), str(shared_data / SCANS["totalseg"][1]))
+    main(["--from_real", *ts, "--output", str(tmp_path / "c"), "--n_cases", "2", "--seed", "3",
+          "--no_progress"])
+    cases = sorted(p.name for p in (tmp_path / "c" / "raw").iterdir())
+    assert len(cases) == 2
+    for c in cases:
+        d = tmp_path / "c" / "raw" / c
+        assert {f"{c}.nii.gz", f"{c}_msk.nii.gz", f"{c}_healthy.nii.gz", f"{c}_healthy_msk.nii.gz",
+                f"{c}_truth.json"} <= {p.name for p in d.iterdir()}
+        twin, frac = load_label(d / f"{c}_healthy_msk.nii.gz"), load_label(d / f"{c}_msk.nii.gz")
+        assert not np.array_equal(twin.array, frac.array)               # something was planted
+    t = truth_table(tmp_path / "c")
+    splits = json.loads((tmp_path / "c" / "vertebra_data.json").read_text())
+    assert len([s for s in splits if splits[s]]) == 1                   # one source, one split
+    graded = {k: g for s in splits.values() for k, g in s.items()}
+    assert len(t) >= 2 and (t["true_grade"] >= 1).any()
+    for _, row in t.iterrows():   # the split file carries the grade measured on the written mask
+        assert graded[row["key"]] == row["true_grade"]
+        assert max(row[f"loss_{x}"] for x in "amp") >= 0.18            # a 0.205-0.55 request
