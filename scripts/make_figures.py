@@ -117,8 +117,10 @@ def confusion(svm_jsons, out):
     fig, axes = plt.subplots(1, len(res) + 1, figsize=(3.6 * (len(res) + 1), 3.4), squeeze=False)
     for ax, (p, r) in zip(axes[0], res):
         note = " (sum of fold models)" if r.get("protocol") == "original" else ""
+        # name the panel by what it grades: the RHLV table's name (rhlv_gan -> gan) and protocol
+        source = Path(str(r.get("rhlv_csv", p.parent.name))).stem.replace("rhlv_", "").replace("rhlv", "RHLV")
         _cm_axis(ax, r["val"]["confusion_matrix"],
-                 f"SVM {r.get('protocol', p.stem)}{note}: F1 {r['val']['macro_f1']:.2f}")
+                 f"SVM on {source} ({r.get('protocol', p.stem)}){note}: F1 {r['val']['macro_f1']:.2f}")
     m = res[0][1]["morphometry_val"]
     _cm_axis(axes[0][-1], m["confusion_matrix"], f"morphometry: F1 {m['macro_f1']:.2f}")
     _save(fig, out / "confusion.png")
