@@ -274,13 +274,12 @@ def _resample(vol: Volume, field: Field, order: int, box=None) -> np.ndarray:
     return out
 
 
-def body_heights(body_mask: np.ndarray, vol: Volume, frame: BodyFrame, step_mm: float = 0.5,
-                 shift_mm: float = 0.0) -> np.ndarray:
+def body_heights(body_mask: np.ndarray, vol: Volume, frame: BodyFrame, step_mm: float = 0.5) -> np.ndarray:
     """A/M/P heights (mm) of a body mask (on ``vol``'s grid), sampled in the body frame with
     linear interpolation (sub-voxel) on a ``step_mm`` grid and measured with the project's rule
     (:func:`evaluation.heights.measure_own`)."""
     m = 4.0
-    s_ax = np.arange(frame.top - m + shift_mm, frame.bottom + m, step_mm)
+    s_ax = np.arange(frame.top - m, frame.bottom + m, step_mm)
     a_ax = np.arange(frame.ap[1] + m, frame.ap[0] - m, -step_mm)            # anterior first
     l_ax = np.arange(frame.lr[0] - m, frame.lr[1] + m, step_mm)
     g = (frame.centre + s_ax[:, None, None, None] * frame.e + a_ax[None, :, None, None] * frame.ant
@@ -297,6 +296,32 @@ class Planted:
     labels: Volume
     truth: dict
     field: Field
+
+
+def keep_pieces(source: np.ndarray, out: np.ndarray) -> int:
+    """Labels of ``out`` that came out in more 26-connected pieces than in ``source`` (a thin
+    process cut by nearest-neighbour resampling on thick slices) keep their largest pieces, as
+    many as the source had; the rest (a few voxels) become background. Returns the voxels
+    removed."""
+    removed = 0
+    boxes = ndimage.find_objects(out.astype(np.int64))
+    for lab, sl in enumerate(boxes, start=1):
+        if sl is None:
+            continue
+        cc, n = ndimage.label(out[sl] == lab, np.ones((3, 3, 3), bool))
+        if n <= 1:
+            continue
+        src_box = ndimage.find_objects((source == lab).astype(np.int8))
+        n_src = ndimage.label(source == lab, np.ones((3, 3, 3), bool))[1] if src_box else 0
+        if n <= max(n_src, 1):
+            continue
+        sizes = ndimage.sum(np.ones(cc.shape), cc, range(1, n + 1))
+        drop = np.argsort(sizes)[::-1][max(n_src, 1):] + 1
+        mask = np.isin(cc, drop)
+        removed += int(mask.sum())
+        view = out[sl]
+        view[mask] = 0
+    return removed
 
 
 def _body_mask(labels: Volume, label: int, body_pts: np.ndarray) -> np.ndarray:
@@ -342,6 +367,7 @@ def plant_fracture(labels: Volume, label: int, loss_amp: Sequence[float], ct: Op
         ask = np.clip(ask - err, MIN_FIELD, MAX_LOSS - 0.02)
     _, field, got, h1 = best
     lab_out = _resample(labels, field, order=0)
+    fragments = keep_pieces(labels.array, lab_out)
     ct_out = None
     if ct is not None:
         arr = _resample(ct, field, order=1)
@@ -359,7 +385,8 @@ def plant_fracture(labels: Volume, label: int, loss_amp: Sequence[float], ct: Op
              "healthy_heights_mm": {"anterior": float(h0[0]), "middle": float(h0[1]), "posterior": float(h0[2])},
              "heights_mm": {"anterior": float(h1[0]), "middle": float(h1[1]), "posterior": float(h1[2])},
              "grade": int(grade), "field_loss": list(field.loss_amp), "radius_mm": radius_mm,
-             "falloff_mm": falloff_mm,
+             "falloff_mm": falloff_mm, "fragment_voxels_removed": fragments,
+             # lower bound of the Jacobian determinant: 1 - the largest loss × weight (+ ripple)
              "min_jacobian": float(1.0 - min(MAX_LOSS, loss_profile(np.linspace(-1, 1, 201), field.loss_amp).max()
                                                   + field.dither))}
     return Planted(ct_out, labels.with_array(lab_out), truth, field)

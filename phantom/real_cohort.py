@@ -63,10 +63,19 @@ def elastic(ct: Volume, labels: Volume, rng: np.random.Generator, amplitude_mm: 
     return ct.with_array(ct_w.astype(ct.array.dtype)), labels.with_array(lab_w.astype(labels.array.dtype))
 
 
+def complete_levels(labels: Volume) -> List[int]:
+    """The vertebrae straightening will find complete (``straighten/completeness.py``): the
+    ones graded in the split file."""
+    from straighten.completeness import case_completeness
+    from straighten.location_json import case_centroids
+    flags = case_completeness(labels, case_centroids(labels))
+    return order_labels(l for l, f in flags.items() if f.complete)
+
+
 def candidates(labels: Volume) -> List[int]:
-    """Vertebrae that can be fractured: both anatomical neighbours labelled."""
+    """Vertebrae that can be fractured: complete, with both anatomical neighbours labelled."""
     present = set(int(x) for x in np.unique(labels.array)) - {0}
-    return [l for l in order_labels(present)
+    return [l for l in complete_levels(labels)
             if all(n is not None and n in present for n in neighbours(l, present))]
 
 
@@ -127,7 +136,7 @@ def write_real_cohort(sources: Sequence[Tuple[str, str]], root, n_cases: int, se
         save_nifti(twin_lab, p["healthy_mask"], dtype=np.uint8)
         write_json(p["truth"], {"case": case, "source_ct": str(sources[s][0]),
                                 "source_mask": str(sources[s][1]), "vertebrae": truth})
-        for l in candidates(twin_lab):
+        for l in complete_levels(twin_lab):
             splits[split_of[s]][make_key(case, l)] = int(truth.get(str(l), {}).get("grade", 0))
     write_vertebra_json(root / "vertebra_data.json", splits)
     counts = {sp: [sum(1 for g in splits[sp].values() if g == k) for k in range(4)] for sp in SPLITS}
