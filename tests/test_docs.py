@@ -16,7 +16,7 @@ def _cited(text: str):
     for m in PATH.finditer(text):
         p = m.group(1)
         first = p.split("/")[0]
-        if "<" in p or p.startswith(("http", "../")) or Path(p).name in OUTSIDE or \
+        if "<" in p or p.startswith(("http", "../", "_")) or Path(p).name in OUTSIDE or \
                 ("/" in p and first.isupper()):          # OUT/…, ST/…: a user's folder
             continue
         yield p
