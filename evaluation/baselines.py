@@ -44,22 +44,19 @@ def _resize_rows(strip: np.ndarray, n_rows: int, order: int) -> np.ndarray:
     return ndimage.map_coordinates(strip.astype(np.float64), [rr, cc], order=order, mode="nearest")
 
 
-def composite_rows(image: np.ndarray, x1: int, x2: int, gen: np.ndarray, fill: float) -> np.ndarray:
-    """SHRM composite of one slice: generated rows ``gen`` (H, W) replace ``[x1, x2)``; the
-    context moves apart by ``Δ = H − h``. Rows pulled from outside the image take ``fill``."""
-    n, h, H = image.shape[0], x2 - x1, gen.shape[0]
-    d = H - h
-    dtop, dbot = d // 2, d - d // 2
-    out = np.empty(image.shape, dtype=np.float64)
-    for r in range(n):
-        if r < x1 - dtop:
-            src = r + dtop
-            out[r] = image[src] if 0 <= src < n else fill
-        elif r < x2 + dbot:
-            out[r] = gen[r - (x1 - dtop)]
-        else:
-            src = r - dbot
-            out[r] = image[src] if 0 <= src < n else fill
+def composite_rows(image: np.ndarray, x1: int, x2: int, gen: np.ndarray) -> np.ndarray:
+    """SHRM composite of one slice with the GAN's own row map (``models.shrm.composite_index``):
+    generated rows ``gen`` (H, W) replace ``[x1, x2)`` and the context moves apart by
+    ``Δ = H − h`` (``Δ // 2`` up, the rest down; the outermost rows leave the image)."""
+    import torch
+    from models.shrm import composite_index
+    n, H = image.shape[0], gen.shape[0]
+    t = lambda v: torch.tensor([int(v)])  # noqa: E731
+    idx = composite_index(t(x1), t(x2), t(0), 0, t(H), n)
+    top = int(idx["top"][0])
+    from_gen = idx["from_gen"][0].numpy()
+    out = np.asarray(image, dtype=np.float64)[idx["src_real"][0].numpy()]
+    out[from_gen] = gen[np.flatnonzero(from_gen) - top]
     return out
 
 
@@ -82,7 +79,7 @@ def neighbour_health(case: str, label: int, grades: Mapping[str, int],
 
 
 def baseline_slice(ct2d, lab2d, target: int, method: str, healthy: Dict[int, bool],
-                   fill_hu: float = -1000.0, present: Optional[Iterable[int]] = None):
+                   present: Optional[Iterable[int]] = None):
     """(ct2d, lab2d) of one sagittal slice with the target replaced by the baseline; the input
     slice unchanged when the target or both neighbours are absent. ``present``: the labels of
     the patient's spine that decide the neighbours (default: those in the slice)."""
@@ -99,9 +96,9 @@ def baseline_slice(ct2d, lab2d, target: int, method: str, healthy: Dict[int, boo
     H = max(x2 - x1, int(round(np.mean([neigh[l][2][1] - neigh[l][2][0] for l in use]))))
     ct_gen = np.mean([_resize_rows(neigh[l][0], H, 1) for l in use], axis=0)
     m_gen = np.mean([_resize_rows(neigh[l][1], H, 0) for l in use], axis=0) >= 0.5
-    ct_out = composite_rows(ct2d, x1, x2, ct_gen, fill_hu)
+    ct_out = composite_rows(ct2d, x1, x2, ct_gen)
     lab_ctx = np.where(lab2d == target, 0, lab2d)
-    lab_out = composite_rows(lab_ctx, x1, x2, np.where(m_gen, target, 0), 0).round().astype(lab2d.dtype)
+    lab_out = composite_rows(lab_ctx, x1, x2, np.where(m_gen, target, 0)).round().astype(lab2d.dtype)
     return ct_out.astype(np.float32), lab_out
 
 

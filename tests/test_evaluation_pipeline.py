@@ -34,10 +34,11 @@ def _spine_blocks(target_loss=0.0, shape=(128, 96, 64)):
 
 def test_composite_identity_and_push_apart():
     img = np.arange(20, dtype=float)[:, None] * np.ones((1, 3))
-    same = composite_rows(img, 8, 12, img[8:12], fill=-1)
+    same = composite_rows(img, 8, 12, img[8:12])
     assert np.array_equal(same, img)
-    taller = composite_rows(img, 8, 12, np.full((6, 3), 99.0), fill=-1)
+    taller = composite_rows(img, 8, 12, np.full((6, 3), 99.0))
     assert np.all(taller[7:13] == 99) and taller[6, 0] == 7 and taller[13, 0] == 12
+    assert taller[0, 0] == 1 and taller[19, 0] == 18        # the context moved apart, edge rows out
 
 
 def test_copy_baseline_restores_healthy_height():
