@@ -200,6 +200,36 @@ class Field:
     falloff_mm: float
     dither: float = 0.0          # amplitude (loss units) of a ripple across LR, see ``lw``
     dither_period_mm: float = 7.0
+    disc_mm: float = 8.0         # the disc above: where a column's shift blends into the spine's
+
+    def spine_shift(self, a: np.ndarray, l: np.ndarray) -> np.ndarray:
+        """How far the spine above moves (mm): a plane fitted to the columns' compression over
+        the body's footprint (a wedge tilts the spine above, a biconcave depression is filled by
+        the disc above rather than dragging the vertebra above into it), times the radial weight."""
+        f = self.frame
+        if f.ends is None:
+            return self.lw(a, l) * (f.bottom - f.top)
+        if not hasattr(self, "_plane"):
+            na, nl = f.ends.shape[1:]
+            ga = f.grid_lo[0] + np.arange(na) * f.grid_step
+            gl = f.grid_lo[1] + np.arange(nl) * f.grid_step
+            A, L = np.meshgrid(ga, gl, indexing="ij")
+            inside = (A >= f.ap[0]) & (A <= f.ap[1]) & (L >= f.lr[0]) & (L <= f.lr[1])
+            comp = loss_profile(f.a_norm(A), self.loss_amp) * (f.ends[1] - f.ends[0])
+            X = np.stack([np.ones(inside.sum()), A[inside], L[inside]], axis=1)
+            coef = np.linalg.lstsq(X, comp[inside], rcond=None)[0]
+            object.__setattr__(self, "_plane", coef)
+        c = self._plane
+        plane = np.maximum(c[0] + c[1] * a + c[2] * l, 0.0)
+        return plane * _weight(f, a, l, self.radius_mm, self.falloff_mm)
+
+    def _pieces(self, a, l):
+        """Per column: loss × weight, the body's ends, its top's shift, the spine's shift."""
+        lw = self.lw(a, l)
+        top, bot = self.frame.column_ends(a, l)
+        d_top = lw * (bot - top)
+        d_up = np.minimum(self.spine_shift(a, l), d_top + 0.8 * self.disc_mm)   # the disc never folds
+        return lw, top, bot, d_top, d_up
 
     def lw(self, a: np.ndarray, l: np.ndarray) -> np.ndarray:
         """Loss × radial weight at body-frame (a, l). A small ripple across LR (``dither``, about
@@ -217,22 +247,25 @@ class Field:
         (mm, ≥ 0): the exact inverse of the module's map, per column."""
         f = self.frame
         s, a, l = f.coords(out_pts).T
-        lw = self.lw(a, l)
-        top, bot = f.column_ends(a, l)
-        d_max = lw * (bot - top)
+        lw, top, bot, d_top, d_up = self._pieces(a, l)
+        g = self.disc_mm
+        # forward, per column (s caudal): below the body 0; in the body lw·(bot − s); in the
+        # disc above from d_top (at the body's top) to d_up (g mm higher); above that d_up
+        disc_lo = top - g + d_up                               # output s of the disc's top
         src = np.where(s >= bot, s,
-                       np.where(s >= top + d_max, (s - lw * bot) / np.maximum(1 - lw, 1e-6),
-                                s - d_max))
+              np.where(s >= top + d_top, (s - lw * bot) / np.maximum(1 - lw, 1e-6),
+              np.where(s >= disc_lo, (top - g) + (s - disc_lo) * g / (g + d_top - d_up),
+                       s - d_up)))
         return s - src
 
     def jacobian_det(self, out_pts: np.ndarray) -> np.ndarray:
         """det of the forward map's Jacobian at the source points of ``out_pts``."""
         f = self.frame
         s, a, l = f.coords(out_pts - self.shift(out_pts)[:, None] * f.e).T
-        lw = self.lw(a, l)
-        top, bot = f.column_ends(a, l)
-        inside = (s >= top) & (s <= bot)
-        return np.where(inside, 1.0 - lw, 1.0)
+        lw, top, bot, d_top, d_up = self._pieces(a, l)
+        g = self.disc_mm
+        return np.where((s >= top) & (s <= bot), 1.0 - lw,
+                        np.where((s >= top - g) & (s < top), 1.0 + (d_top - d_up) / g, 1.0))
 
     def moved_box(self, vol: Volume) -> Tuple[slice, ...]:
         """Index box of ``vol`` that holds every voxel the field can move (the rest is untouched)."""
