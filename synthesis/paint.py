@@ -72,13 +72,13 @@ class PatientPainter:
 
     def paint(self, syn: Synthesis, block: Volume, layout: OutputLayout) -> Optional[Path]:
         """Write the two patient-space volumes of ``syn`` (block: its label block Volume)."""
-        from layout.blocks import load_geometry
+        from layout.blocks import block_paths, load_geometry
         from straighten.inverse import paint_back, world_to_block
         case, label = parse_key(syn.key)
         geo = load_geometry(self.dataroot, syn.key)
         if tuple(geo.block_shape) != tuple(syn.image.shape):
             raise UserError(f"geometry block shape {geo.block_shape} != block {syn.image.shape}",
-                            self.dataroot / "geometry" / f"{syn.key}.npz")
+                            block_paths(self.dataroot, syn.key)[2])
         ct, mask = self._patient(case)
         region_b = region_mask(block.array == label, syn.labels == label, block.spacing, self.margin_mm)
         region_p = paint_back(region_b.astype(np.uint8), geo, reference=mask, order=0) > 0
