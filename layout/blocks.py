@@ -14,6 +14,7 @@ VerSe ids), ``geometry/<key>.npz``.
 from __future__ import annotations
 
 import io
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -27,6 +28,7 @@ from utils.errors import UserError
 from utils.fileio import atomic_path
 
 CT_DIR, LABEL_DIR, GEOMETRY_DIR = "CT", "label", "geometry"
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -201,7 +203,6 @@ def select_blocks(root, vertebra_json=None, phases: Sequence[str] = ("all",),
     """``{key: grade}`` of the vertebrae of ``phases`` in the split file that have a block under
     ``root`` (``"all"``: every split), with one warning listing those without; without a split
     file every block, graded None. Empty is an error."""
-    import logging
     from data.splits import SPLITS, expand_phases, keys_of, read_vertebra_json
     root = Path(root)
     phases = expand_phases(phases)
@@ -217,7 +218,7 @@ def select_blocks(root, vertebra_json=None, phases: Sequence[str] = ("all",),
         out = {k: g for k, g in sorted(wanted.items()) if k in present}
         missing = sorted(set(wanted) - present)
         if missing:
-            logging.getLogger("blocks").warning(
+            log.warning(
                 "%d of %d vertebrae of %s have no block under %s (skipped): %s", len(missing),
                 len(wanted), "+".join(phases), root, ", ".join(missing[:5]))
     if not out:

@@ -35,9 +35,10 @@ from typing import Dict, Optional, Sequence, Tuple
 import numpy as np
 from scipy import ndimage
 
+from data.centroids import centroids_from_mask
 from data.volume import Volume
 from evaluation.heights import HeightRule, measure_own
-from spine.anatomy import genant_grade, neighbour_list
+from spine.anatomy import genant_grade, neighbours
 from straighten.orient import body_centroids
 from utils.errors import UserError
 
@@ -100,35 +101,20 @@ class BodyFrame:
         return np.stack([rel @ self.e, rel @ self.ant, rel @ self.right], axis=1)
 
 
-def _centroids_mm(labels: Volume) -> Dict[int, np.ndarray]:
-    out = {}
-    boxes = ndimage.find_objects(labels.array.astype(np.int64))
-    for lab, sl in enumerate(boxes, start=1):
-        if sl is None:
-            continue
-        idx = np.argwhere(labels.array[sl] == lab) + [s.start for s in sl]
-        if len(idx):
-            out[lab] = labels.voxel_to_world(idx.mean(0, keepdims=True))[0]
-    return out
-
-
 def body_frame(labels: Volume, label: int) -> Tuple[BodyFrame, np.ndarray]:
     """The body frame of ``label`` and its body's world points (N, 3)."""
-    cents = _centroids_mm(labels)
+    cents = {l: labels.voxel_to_world(c[None])[0] for l, c in centroids_from_mask(labels.array).items()}
     if label not in cents:
         raise UserError(f"label {label} is not in the label map", labels.path)
     bodies, _, pts = body_centroids(labels, cents)
     body = pts.get(label)
     if body is None or len(body) < 50:
         raise UserError(f"label {label} has no vertebral body to compress", labels.path)
-    nbs = [n for n in neighbour_list(label, cents) if n in bodies]
-    if not nbs:
+    above, below = neighbours(label, cents)
+    if above not in bodies and below not in bodies:
         raise UserError(f"label {label} has no labelled neighbour to give the spine's axis",
                         labels.path)
-    above, below = (neighbour_list(label, cents) + [None, None])[:2]
-    a_c = bodies.get(above, bodies[label]) if above in bodies else bodies[label]
-    b_c = bodies.get(below, bodies[label]) if below in bodies else bodies[label]
-    e = b_c - a_c
+    e = bodies.get(below, bodies[label]) - bodies.get(above, bodies[label])
     e /= np.linalg.norm(e)
     ant = bodies[label] - cents[label]
     ant = ant - (ant @ e) * e
@@ -183,7 +169,7 @@ def loss_profile(a_norm: np.ndarray, loss_amp: Sequence[float]) -> np.ndarray:
     return np.clip(la * w_a + lp * w_p + lm * (1.0 - w_a - w_p), MIN_FIELD, MAX_LOSS)
 
 
-def _weight(frame: BodyFrame, a_mm: np.ndarray, l_mm: np.ndarray, radius_mm: float,
+def _weight(a_mm: np.ndarray, l_mm: np.ndarray, radius_mm: float,
             falloff_mm: float) -> np.ndarray:
     r = np.hypot(a_mm, l_mm)
     if falloff_mm <= 0:
@@ -221,7 +207,7 @@ class Field:
             object.__setattr__(self, "_plane", coef)
         c = self._plane
         plane = np.maximum(c[0] + c[1] * a + c[2] * l, 0.0)
-        return plane * _weight(f, a, l, self.radius_mm, self.falloff_mm)
+        return plane * _weight(a, l, self.radius_mm, self.falloff_mm)
 
     def _pieces(self, a, l):
         """Per column: loss × weight, the body's ends, its top's shift, the spine's shift."""
@@ -240,7 +226,7 @@ class Field:
         if self.dither:
             loss = np.clip(loss + self.dither * np.sin(2 * np.pi * l / self.dither_period_mm),
                            MIN_FIELD, MAX_LOSS)
-        return loss * _weight(f, a, l, self.radius_mm, self.falloff_mm)
+        return loss * _weight(a, l, self.radius_mm, self.falloff_mm)
 
     def shift(self, out_pts: np.ndarray) -> np.ndarray:
         """For output (deformed) points, how far to go back along ``e`` to the source point

@@ -131,6 +131,15 @@ def digest(work: Path) -> dict:
     return out
 
 
+def count(x) -> int:
+    """Leaves of a digest (every number and label it holds)."""
+    if isinstance(x, dict):
+        return sum(count(v) for v in x.values())
+    if isinstance(x, list):
+        return sum(count(v) for v in x)
+    return 1
+
+
 def compare(new, old, path="", rtol=1e-4, atol=1e-3) -> list:
     """Every leaf that differs: 'path: old -> new'."""
     diffs = []
@@ -164,6 +173,7 @@ def main(argv=None) -> int:
     d = digest(work)
     if args.output:
         Path(args.output).write_text(json.dumps(d, indent=1, sort_keys=True) + "\n")
+        print(f"{count(d)} numbers: " + ", ".join(f"{k} {count(v)}" for k, v in sorted(d.items())))
     if args.compare:
         diffs = compare(d, json.loads(Path(args.compare).read_text()))
         for line in diffs[:200]:

@@ -5,22 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy import ndimage
 
 from data.io import load_ct, load_label
 from phantom.plant import loss_profile, plant_fracture
+from scripts.plant_study import REQUESTS, SCANS as ALL_SCANS, pieces
 from utils.errors import UserError
 
-SCANS = {  # name: (CT, label map, level to fracture)
-    "totalseg": ("totalseg_example/example_ct.nii.gz", "totalseg_example/vertebrae_body_verse_labels.nii.gz", 21),
-    "tptbox": ("tptbox_sample/sub-ct_label-22_ct.nii.gz", "tptbox_sample/sub-ct_seg-vert_label-22_msk.nii.gz", 22),
-}
-REQUESTS = {"wedge g1": (0.22, 0.11, 0.0), "wedge g2": (0.32, 0.16, 0.0), "crush g3": (0.45, 0.45, 0.45),
-            "biconcave g2": (0.05, 0.30, 0.05)}
-
-
-def _components(arr):
-    return {int(l): ndimage.label(arr == l, np.ones((3, 3, 3)))[1] for l in np.unique(arr) if l}
+SCANS = {k: ALL_SCANS[k] for k in ("totalseg", "tptbox")}   # the small ones (the chest CT takes a minute)
 
 
 @pytest.mark.parametrize("scan", sorted(SCANS))
@@ -43,7 +34,7 @@ def test_planted_losses_come_back(shared_data, scan, kind):
     # a diffeomorphism: the Jacobian determinant is positive everywhere it is applied
     assert r.field.jacobian_det(ct.voxel_to_world(idx[moved.reshape(-1)])).min() > 0.1
     # every label stays as many pieces as it was; the fractured body is shorter, not gone
-    assert _components(r.labels.array) == _components(lab.array)
+    assert pieces(r.labels.array) == pieces(lab.array)
     assert 0 < (r.labels.array == level).sum() < (lab.array == level).sum()
 
 
