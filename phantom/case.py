@@ -133,7 +133,11 @@ def _spacings(spacing, orient: str) -> Tuple[np.ndarray, np.ndarray]:
     return sp, spacing_ras
 
 
-def _place(geoms, bodies, curve, offsets, trabecular_hu: float) -> List[Placed]:
+def _place(geoms, bodies, curve, offsets, trabecular_hu: float,
+           slips: Optional[Dict[int, float]] = None) -> List[Placed]:
+    """Vertebrae on the curve, cranial first. ``slips``: {label: mm} moves that vertebra and
+    every one cranial to it anteriorly (along the next caudal vertebra's anterior axis) by mm
+    (< 0 posteriorly): a degenerative spondylolisthesis, the disc below following."""
     out, shift = [], 0.0
     for i, (g, body) in enumerate(zip(geoms, bodies)):
         c, rot = curve.frame(g.s_mm + shift)
@@ -141,7 +145,23 @@ def _place(geoms, bodies, curve, offsets, trabecular_hu: float) -> List[Placed]:
         out.append(Placed(replace(g, shift_mm=shift), body, c, rot, d_above, g.disc_below_mm,
                           offsets[i], trabecular_hu))
         shift += body.shift_mm
+    move = np.zeros(3)
+    for i in range(len(out) - 1, -1, -1):
+        mm = (slips or {}).get(out[i].geom.label, 0.0)
+        if mm and i + 1 < len(out):
+            move = move + mm * out[i + 1].rot[:, 1]
+        out[i].centre = out[i].centre + move
     return out
+
+
+SACRUM = 26          # VerSe id of the sacrum
+
+
+def sacrum_geometry(last: "VertebraGeom") -> "VertebraGeom":
+    """S1 drawn as a body below L5 (label 26): deeper and wider than L5, no disc below."""
+    return replace(last, label=SACRUM, height_mm=last.height_mm * 1.1,
+                   depth_mm=last.depth_mm * 1.15, width_mm=last.width_mm * 1.2,
+                   disc_below_mm=4.0)
 
 
 def _grid(placed: List[Placed], spacing_ras: np.ndarray, margin_mm: float = 10.0) -> Grid:
@@ -167,12 +187,16 @@ def _background(grid: Grid, rng: np.random.Generator) -> np.ndarray:
 def render_case(seed: int, levels: Sequence = DEFAULT_LEVELS, spacing=(1.0, 1.0, 1.0),
                 orientation: str = "RAS", fractures: FractureSpec = None,
                 grade_mix: Sequence[float] = DEFAULT_GRADE_MIX,
-                case_id: Optional[str] = None) -> PhantomCase:
+                case_id: Optional[str] = None, slips: Optional[Dict] = None,
+                sacrum: bool = False) -> PhantomCase:
     """Render one case and its healthy twin.
 
     ``spacing``: mm per axis of the *output* array (in ``orientation`` order). ``fractures``:
     None (healthy), ``'random'`` (grades drawn from ``grade_mix`` per vertebra) or
-    ``{level: (grade, morphology or None)}``. Same arguments -> byte-identical arrays.
+    ``{level: (grade, morphology or None)}``. ``slips``: {level: percent of the lower body's
+    depth} (> 0 anterolisthesis of that level over the next one, in both twins: a slip is not
+    a fracture). ``sacrum``: draw S1 (label 26) below L5 (the last level must be L5).
+    Same arguments -> byte-identical arrays.
     """
     seed = int(seed)
     labels = _labels(levels)
@@ -180,6 +204,10 @@ def render_case(seed: int, levels: Sequence = DEFAULT_LEVELS, spacing=(1.0, 1.0,
     sp, spacing_ras = _spacings(spacing, orient)
     rng_anat = np.random.default_rng([seed, 1])
     geoms = level_geometry(labels, rng_anat)
+    if sacrum:
+        if labels[-1] != 24:
+            raise UserError("a sacrum needs L5 as the last level")
+        geoms.append(sacrum_geometry(geoms[-1]))
     length = layout_levels(geoms)
     lumbar = [g for g in geoms if g.lumbar]
     s_junction = (lumbar[0].s_mm + lumbar[0].height_mm / 2) if lumbar else -50.0
@@ -187,13 +215,23 @@ def render_case(seed: int, levels: Sequence = DEFAULT_LEVELS, spacing=(1.0, 1.0,
     rng_tex = np.random.default_rng([seed, 4])
     tile = texture_tile(rng_tex)
     offsets = [rng_tex.uniform(0, tile.shape[0], size=3) for _ in geoms]
+    slip_mm = {}
+    for key, pct in (slips or {}).items():
+        lab = parse_level(key)
+        if lab not in labels or lab == labels[-1] and not sacrum:
+            raise UserError(f"slip level {key!r} needs a rendered level below it")
+        below = geoms[labels.index(lab) + 1]
+        slip_mm[lab] = float(pct) / 100.0 * below.depth_mm
     healthy_bodies = [Body(g.a, g.b, g.height_mm, g.exponent) for g in geoms]
     plan = _fracture_plan(fractures, labels, seed, grade_mix)
     bodies = [plant(b, plan[g.label][1], plan[g.label][0]) if g.label in plan else b
               for g, b in zip(geoms, healthy_bodies)]
     density = float(np.random.default_rng([seed, 6]).uniform(165.0, 235.0))   # trabecular HU
-    healthy = _place(geoms, healthy_bodies, curve, offsets, density)
-    placed = _place(geoms, bodies, curve, offsets, density)
+    healthy = _place(geoms, healthy_bodies, curve, offsets, density, slip_mm)
+    placed = _place(geoms, bodies, curve, offsets, density, slip_mm)
+    if sacrum:            # posterior walls of L5 and S1 in line (George's line), not centres
+        for pl in (healthy, placed):
+            pl[-1].centre = pl[-1].centre + (pl[-1].geom.b - pl[-2].geom.b) * pl[-1].rot[:, 1]
     grid = _grid(healthy, spacing_ras)
     rng_noise = np.random.default_rng([seed, 3])
     background = _background(grid, rng_noise)
@@ -211,6 +249,12 @@ def render_case(seed: int, levels: Sequence = DEFAULT_LEVELS, spacing=(1.0, 1.0,
     hcents = mask_centroids(hmask.array) if plan else cents
     truth = _truth(case_id, seed, sp, orient, labels, healthy, placed, mask)
     truth["trabecular_hu"] = round(density, 1)
+    if slip_mm:
+        truth["slips"] = {LEVEL_NAMES[parse_level(k)]: {
+            "percent_of_lower_depth": float(p), "mm": round(slip_mm[parse_level(k)], 3),
+            "type": "degenerative"} for k, p in slips.items()}
+    if sacrum:
+        truth["sacrum"] = SACRUM
     return PhantomCase(ct, mask, hct, hmask, cents, truth, hcents)
 
 
@@ -233,6 +277,8 @@ def mask_centroids(mask: np.ndarray) -> Dict[int, np.ndarray]:
 def _truth(case_id, seed, sp, orient, labels, healthy, placed, mask: Volume) -> dict:
     verts = {}
     for h, v in zip(healthy, placed):
+        if v.geom.label not in LEVEL_NAMES:
+            continue                            # the sacrum: not a graded vertebra
         t = fracture_truth(h.body, v.body)
         top, bot = v.body.surfaces(np.zeros(1), np.zeros(1))
         ctr = v.to_world(np.array([[0.0, 0.0, float(top[0] + bot[0]) / 2]]))

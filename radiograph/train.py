@@ -1,0 +1,200 @@
+"""Train the landmark heatmap network on DRR datasets (radiograph/render.py writes them).
+
+    python radiograph/train.py --data train.npz --output runs/rg --preset cpu --minutes 20
+
+Trains on the ``train`` split of every ``--data`` file, keeps the checkpoint with the lowest
+mean radial error on their ``val`` split (``ckpt/best.pth``; ``ckpt/latest.pth`` every
+evaluation, exact resume with ``--resume``). The held-out evaluation is radiograph/evaluate.py
+on a dataset of another seed: nothing here sees it. Logs: ``log.csv`` and TensorBoard events.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import time
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+import numpy as np
+import torch
+
+from radiograph.cohort import load_dataset
+from radiograph.model import (PRESETS, ModelConfig, build_model, gaussian_targets,
+                              heatmap_loss, predict_points, to_heatmap)
+from utils.checkpoint import (capture_rng, load_checkpoint, load_model_state, restore_rng,
+                              save_checkpoint)
+from utils.device import resolve_device
+from utils.errors import UserError, run_cli
+from utils.fileio import write_json
+from utils.seed import seed_everything
+
+log = logging.getLogger("radiograph.train")
+KIND = "radiograph-landmarks"
+
+
+def merge(paths: Sequence) -> dict:
+    """The datasets of ``paths`` concatenated; their channels must agree."""
+    ds = [load_dataset(p) for p in paths]
+    ch = list(ds[0]["channels"])
+    for p, d in zip(paths, ds):
+        if list(d["channels"]) != ch:
+            raise UserError(f"channels differ from {paths[0]}'s", p)
+        if d["images"].shape[1:] != ds[0]["images"].shape[1:]:
+            raise UserError(f"image size {d['images'].shape[1:]} differs from {paths[0]}'s", p)
+    out = {k: np.concatenate([d[k] for d in ds]) for k in
+           ("images", "points", "visible", "split", "case")}
+    out["channels"] = np.array(ch)
+    out["mm_at_spine"] = float(ds[0]["mm_at_spine"])
+    out["pixel_mm"] = float(ds[0]["pixel_mm"])
+    return out
+
+
+def batch_tensors(data: dict, idx: np.ndarray, rng: Optional[np.random.Generator], device):
+    """Images (B, 1, H, W) in [0, 1], points (B, C, 2), visible (B, C); with ``rng``: random
+    mirror (x -> W − 1 − x: anterior may face either way), intensity scale/offset and gamma."""
+    img = data["images"][idx].astype(np.float32) / 255.0
+    pts = data["points"][idx].copy()
+    vis = data["visible"][idx].copy()
+    if rng is not None:
+        w = img.shape[-1]
+        flip = rng.random(len(idx)) < 0.5
+        img[flip] = img[flip][:, :, ::-1]
+        pts[flip, :, 0] = w - 1 - pts[flip, :, 0]
+        g = rng.uniform(0.75, 1.33, (len(idx), 1, 1)).astype(np.float32)
+        img = np.clip(img, 0, 1) ** g
+        img = img * rng.uniform(0.8, 1.2, (len(idx), 1, 1)) + rng.uniform(-0.1, 0.1, (len(idx), 1, 1))
+    return (torch.as_tensor(np.ascontiguousarray(img[:, None]), dtype=torch.float32, device=device),
+            torch.as_tensor(np.nan_to_num(pts), dtype=torch.float32, device=device),
+            torch.as_tensor(vis, device=device))
+
+
+@torch.no_grad()
+def radial_errors(model, data: dict, idx: np.ndarray, device, batch: int = 16, mc: int = 0):
+    """(points (N, C, 2), peak (N, C), spread (N, C), errors (N, C) pixels, NaN where not
+    visible)."""
+    P, K, S = [], [], []
+    for s in range(0, len(idx), batch):
+        im, _, _ = batch_tensors(data, idx[s:s + batch], None, device)
+        p, k, sp = predict_points(model, im, mc=mc)
+        P.append(p.cpu().numpy()), K.append(k.cpu().numpy()), S.append(sp.cpu().numpy())
+    P, K, S = np.concatenate(P), np.concatenate(K), np.concatenate(S)
+    err = np.linalg.norm(P - data["points"][idx], axis=-1)
+    err[~data["visible"][idx]] = np.nan
+    return P, K, S, err
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", nargs="+", required=True, help="dataset .npz files (render.py)")
+    ap.add_argument("--output", required=True, help="run folder (created)")
+    ap.add_argument("--preset", choices=sorted(PRESETS), default="cpu",
+                    help="cpu: 256 px, small U-Net; paper: 512 px, wider (default cpu)")
+    ap.add_argument("--arch", choices=["unet", "hrnet"], default="unet")
+    ap.add_argument("--loss", choices=["mse", "awing"], default="mse")
+    ap.add_argument("--sigma", type=float, default=2.0, help="target Gaussian sd (heatmap pixels)")
+    ap.add_argument("--fg_weight", type=float, default=10.0)
+    ap.add_argument("--dropout", type=float, default=0.1)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--steps", type=int, default=100000, help="stop after this many steps")
+    ap.add_argument("--minutes", type=float, default=None, help="stop after this many minutes")
+    ap.add_argument("--eval_every", type=int, default=200)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--resume", action="store_true", help="continue from <output>/ckpt/latest.pth")
+    return ap
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    seed_everything(args.seed, deterministic=False)
+    device = resolve_device(args.device)
+    data = merge(args.data)
+    size = data["images"].shape[-1]
+    cfg = ModelConfig(arch=args.arch, channels=len(data["channels"]), dropout=args.dropout,
+                      **{**PRESETS[args.preset], "size": size})
+    train = np.flatnonzero(data["split"] == "train")
+    val = np.flatnonzero(data["split"] == "val")
+    if not len(train) or not len(val):
+        raise UserError(f"need train and val images, got {len(train)} and {len(val)}", args.data[0])
+    out = Path(args.output)
+    (out / "ckpt").mkdir(parents=True, exist_ok=True)
+    model = build_model(cfg).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.steps,
+                                                pct_start=0.05) if args.minutes is None else None
+    step, best, rng = 0, float("inf"), np.random.default_rng(args.seed)
+    if args.resume:
+        ck = load_checkpoint(out / "ckpt" / "latest.pth")
+        load_model_state(model, ck, out / "ckpt" / "latest.pth")
+        opt.load_state_dict(ck["optimizer"])
+        step, best = ck["step"], ck["best_mre_px"]
+        rng.bit_generator.state = ck["np_rng"]
+        restore_rng(ck["rng"])
+    write_json(out / "options.json", {**vars(args), "config": cfg.to_dict(),
+                                      "channels": list(map(str, data["channels"])),
+                                      "mm_at_spine": data["mm_at_spine"], "pixel_mm": data["pixel_mm"]})
+    from torch.utils.tensorboard import SummaryWriter
+    tb = SummaryWriter(str(out / "tb"))
+    logf = open(out / "log.csv", "a", newline="")
+    writer = csv.writer(logf)
+    t0, losses = time.time(), []
+    log.info("%d train / %d val images, %d channels, %s on %s", len(train), len(val),
+             cfg.channels, cfg.arch, device)
+    while step < args.steps and (args.minutes is None or time.time() - t0 < args.minutes * 60):
+        model.train()
+        idx = rng.choice(train, args.batch, replace=False)
+        im, pts, vis = batch_tensors(data, idx, rng, device)
+        st = getattr(model, "stride", 1)
+        target = gaussian_targets(to_heatmap(pts, st), vis, size // st, args.sigma)
+        loss = heatmap_loss(model(im), target, vis, args.loss, args.fg_weight)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if sched is not None:
+            sched.step()
+        step += 1
+        losses.append(loss.detach())
+        if step % args.eval_every == 0 or step == args.steps:
+            _, _, _, err = radial_errors(model, data, val, device)
+            mre = float(np.nanmean(err))
+            mean_loss = float(torch.stack(losses).mean())
+            losses = []
+            tb.add_scalar("loss/train", mean_loss, step)
+            tb.add_scalar("val/mre_px", mre, step)
+            writer.writerow([step, round(time.time() - t0, 1), mean_loss, mre])
+            logf.flush()
+            ck = {"version": 1, "kind": KIND, "model": model.state_dict(),
+                  "optimizer": opt.state_dict(), "step": step, "config": cfg.to_dict(),
+                  "channels": list(map(str, data["channels"])), "mm_at_spine": data["mm_at_spine"],
+                  "pixel_mm": data["pixel_mm"], "sigma": args.sigma,
+                  "best_mre_px": min(best, mre), "np_rng": rng.bit_generator.state,
+                  "rng": capture_rng()}
+            save_checkpoint(ck, out / "ckpt" / "latest.pth")
+            if mre < best:
+                best = mre
+                save_checkpoint(ck, out / "ckpt" / "best.pth")
+            log.info("step %d  loss %.5f  val MRE %.2f px (best %.2f)", step, mean_loss, mre, best)
+    logf.close()
+    tb.close()
+    return 0
+
+
+def load_landmark_model(path, device="cpu"):
+    """(model, checkpoint) from a run folder (its ckpt/best.pth) or a checkpoint file; a missing
+    or foreign file is a UserError, never random weights."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "ckpt" / "best.pth"
+    ck = load_checkpoint(p)
+    if ck.get("kind") != KIND:
+        raise UserError(f"not a radiograph landmark checkpoint (kind {ck.get('kind')!r})", p)
+    cfg = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in ck["config"].items()})
+    model = build_model(cfg)
+    load_model_state(model, ck, p)
+    return model.to(device).eval(), ck
+
+
+if __name__ == "__main__":
+    run_cli(main)
