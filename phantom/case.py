@@ -134,10 +134,11 @@ def _spacings(spacing, orient: str) -> Tuple[np.ndarray, np.ndarray]:
 
 
 def _place(geoms, bodies, curve, offsets, trabecular_hu: float,
-           slips: Optional[Dict[int, float]] = None) -> List[Placed]:
+           slips: Optional[Dict[int, float]] = None, isthmic=()) -> List[Placed]:
     """Vertebrae on the curve, cranial first. ``slips``: {label: mm} moves that vertebra and
     every one cranial to it anteriorly (along the next caudal vertebra's anterior axis) by mm
-    (< 0 posteriorly): a degenerative spondylolisthesis, the disc below following."""
+    (< 0 posteriorly), the disc below following: a degenerative spondylolisthesis; for the
+    labels in ``isthmic`` the slipped vertebra's arch stays behind (a pars defect)."""
     out, shift = [], 0.0
     for i, (g, body) in enumerate(zip(geoms, bodies)):
         c, rot = curve.frame(g.s_mm + shift)
@@ -149,7 +150,10 @@ def _place(geoms, bodies, curve, offsets, trabecular_hu: float,
     for i in range(len(out) - 1, -1, -1):
         mm = (slips or {}).get(out[i].geom.label, 0.0)
         if mm and i + 1 < len(out):
-            move = move + mm * out[i + 1].rot[:, 1]
+            step = mm * out[i + 1].rot[:, 1]
+            move = move + step
+            if out[i].geom.label in isthmic:
+                out[i].arch_shift = step
         out[i].centre = out[i].centre + move
     return out
 
@@ -194,8 +198,8 @@ def render_case(seed: int, levels: Sequence = DEFAULT_LEVELS, spacing=(1.0, 1.0,
     ``spacing``: mm per axis of the *output* array (in ``orientation`` order). ``fractures``:
     None (healthy), ``'random'`` (grades drawn from ``grade_mix`` per vertebra) or
     ``{level: (grade, morphology or None)}``. ``slips``: {level: percent of the lower body's
-    depth} (> 0 anterolisthesis of that level over the next one, in both twins: a slip is not
-    a fracture). ``sacrum``: draw S1 (label 26) below L5 (the last level must be L5).
+    depth, or (percent, 'degenerative' | 'isthmic')} (> 0 anterolisthesis of that level over the
+    next one, in both twins: a slip is not a fracture; isthmic leaves the level's arch behind). ``sacrum``: draw S1 (label 26) below L5 (the last level must be L5).
     Same arguments -> byte-identical arrays.
     """
     seed = int(seed)
@@ -215,9 +219,13 @@ def render_case(seed: int, levels: Sequence = DEFAULT_LEVELS, spacing=(1.0, 1.0,
     rng_tex = np.random.default_rng([seed, 4])
     tile = texture_tile(rng_tex)
     offsets = [rng_tex.uniform(0, tile.shape[0], size=3) for _ in geoms]
-    slip_mm = {}
-    for key, pct in (slips or {}).items():
+    slip_mm, slip_kind = {}, {}
+    for key, spec in (slips or {}).items():
+        pct, kind = (spec, "degenerative") if np.isscalar(spec) else tuple(spec)
+        if kind not in ("degenerative", "isthmic"):
+            raise UserError(f"slip {key!r}: type must be degenerative or isthmic, got {kind!r}")
         lab = parse_level(key)
+        slip_kind[lab] = kind
         if lab not in labels or lab == labels[-1] and not sacrum:
             raise UserError(f"slip level {key!r} needs a rendered level below it")
         below = geoms[labels.index(lab) + 1]
@@ -227,8 +235,9 @@ def render_case(seed: int, levels: Sequence = DEFAULT_LEVELS, spacing=(1.0, 1.0,
     bodies = [plant(b, plan[g.label][1], plan[g.label][0]) if g.label in plan else b
               for g, b in zip(geoms, healthy_bodies)]
     density = float(np.random.default_rng([seed, 6]).uniform(165.0, 235.0))   # trabecular HU
-    healthy = _place(geoms, healthy_bodies, curve, offsets, density, slip_mm)
-    placed = _place(geoms, bodies, curve, offsets, density, slip_mm)
+    isth = {l for l, k in slip_kind.items() if k == "isthmic"}
+    healthy = _place(geoms, healthy_bodies, curve, offsets, density, slip_mm, isth)
+    placed = _place(geoms, bodies, curve, offsets, density, slip_mm, isth)
     if sacrum:            # posterior walls of L5 and S1 in line (George's line), not centres
         for pl in (healthy, placed):
             pl[-1].centre = pl[-1].centre + (pl[-1].geom.b - pl[-2].geom.b) * pl[-1].rot[:, 1]
@@ -250,9 +259,9 @@ def render_case(seed: int, levels: Sequence = DEFAULT_LEVELS, spacing=(1.0, 1.0,
     truth = _truth(case_id, seed, sp, orient, labels, healthy, placed, mask)
     truth["trabecular_hu"] = round(density, 1)
     if slip_mm:
-        truth["slips"] = {LEVEL_NAMES[parse_level(k)]: {
-            "percent_of_lower_depth": float(p), "mm": round(slip_mm[parse_level(k)], 3),
-            "type": "degenerative"} for k, p in slips.items()}
+        truth["slips"] = {LEVEL_NAMES[l]: {
+            "percent_of_lower_depth": round(100.0 * slip_mm[l] / geoms[labels.index(l) + 1].depth_mm, 3),
+            "mm": round(slip_mm[l], 3), "type": slip_kind[l]} for l in slip_mm}
     if sacrum:
         truth["sacrum"] = SACRUM
     return PhantomCase(ct, mask, hct, hmask, cents, truth, hcents)

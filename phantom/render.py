@@ -8,7 +8,7 @@ bodies again so nothing overwrites them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 from scipy import ndimage
@@ -34,6 +34,12 @@ class Placed:
     d_below: float
     tex_offset: np.ndarray      # (3,) texture tile offset (voxels)
     trabecular_hu: float = HU["trabecular"]   # the case's bone density (mean trabecular HU)
+    arch_shift: Optional[np.ndarray] = None    # isthmic slip: the arch stays this far behind
+
+    @property
+    def arch_centre(self) -> np.ndarray:
+        """Centre of the posterior elements and canal (the body's unless the pars is broken)."""
+        return self.centre if self.arch_shift is None else self.centre - self.arch_shift
 
     def to_world(self, local_pts: np.ndarray) -> np.ndarray:
         return local_pts @ self.rot.T + self.centre
@@ -92,16 +98,18 @@ def _bone_hu(depth, tex, base):
 def stamp_vertebra(ct, lab, grid: Grid, v: Placed, tile: np.ndarray):
     """Draw body + posterior elements of ``v``; return the body stamp (slices, mask, HU)."""
     els = posterior_elements(v.geom, v.d_above, v.d_below)
-    corners = np.concatenate([box_corners(e.box) for e in els] + [box_corners(v.body.box())])
-    sl = grid.slices(v.to_world(corners))
+    arch = v.arch_centre - v.centre                # zero unless an isthmic slip left it behind
+    el_world = np.concatenate([v.to_world(box_corners(e.box)) + arch for e in els])
+    sl = grid.slices(np.concatenate([el_world, v.to_world(box_corners(v.body.box()))]))
     if any(s.stop <= s.start for s in sl):
         return None
     x, y, z = grid.local(sl, v.centre, v.rot)
+    xe, ye, ze = (x, y, z) if v.arch_shift is None else grid.local(sl, v.arch_centre, v.rot)
     depth = np.full(x.shape, -1.0, np.float32)
     for e in els:
-        sub = _sub(sl, grid.slices(v.to_world(box_corners(e.box))))
+        sub = _sub(sl, grid.slices(v.to_world(box_corners(e.box)) + arch))
         if sub is not None:
-            depth[sub] = np.maximum(depth[sub], e.fn(x[sub], y[sub], z[sub]))
+            depth[sub] = np.maximum(depth[sub], e.fn(xe[sub], ye[sub], ze[sub]))
     bsub = _sub(sl, grid.slices(v.to_world(box_corners(v.body.box()))))
     body = np.zeros(x.shape, bool)
     zt = z.copy()
@@ -127,10 +135,10 @@ def stamp_vertebra(ct, lab, grid: Grid, v: Placed, tile: np.ndarray):
 def clear_canal(ct, lab, grid: Grid, v: Placed):
     """Spinal canal segment of ``v``: label 0, CSF HU."""
     box, inside = canal_box(v.geom, v.d_above, v.d_below)
-    sl = grid.slices(v.to_world(box_corners(box)))
+    sl = grid.slices(v.to_world(box_corners(box)) + (v.arch_centre - v.centre))
     if any(s.stop <= s.start for s in sl):
         return
-    m = inside(*grid.local(sl, v.centre, v.rot))
+    m = inside(*grid.local(sl, v.arch_centre, v.rot))
     ct[sl][m] = HU["csf"]
     lab[sl][m] = 0
 

@@ -64,9 +64,11 @@ def views_of(ct, mask, camera: Camera, jitters: Sequence[Jitter], looks: Sequenc
 
 def phantom_cohort(out: Path, n_cases: int, seed: int, views: int = 4,
                    camera: Camera = Camera(), levels: Sequence[str] = LUMBAR_LEVELS,
-                   slip_fraction: float = 0.5, progress: bool = True) -> Path:
+                   slip_fraction: float = 0.5, isthmic_fraction: float = 0.0,
+                   progress: bool = True) -> Path:
     """Render ``n_cases`` phantom spines (``levels`` + S1; random fractures; a random slip of
-    L4 or L5 in ``slip_fraction`` of them, Meyerding I-IV; a posterior slip in some others)
+    L4 or L5 in ``slip_fraction`` of them, Meyerding I-IV, isthmic (the arch left behind) in
+    ``isthmic_fraction`` of those, else degenerative; a posterior slip in some others)
     and ``views`` jittered lateral DRRs of each; splits 60/20/20 by case."""
     from phantom.case import render_case
     from phantom.cohort import split_cases
@@ -81,7 +83,9 @@ def phantom_cohort(out: Path, n_cases: int, seed: int, views: int = 4,
         slips = {}
         u = rng.random()
         if u < slip_fraction:
-            slips[str(rng.choice(["L4", "L5"]))] = float(rng.uniform(5, 95))
+            lv, pct = str(rng.choice(["L4", "L5"])), float(rng.uniform(5, 95))
+            isth = isthmic_fraction > 0 and np.random.default_rng([seed, 32, i]).random() < isthmic_fraction
+            slips[lv] = (pct, "isthmic") if isth else pct
         elif u < slip_fraction + 0.15:
             slips[str(rng.choice(["L2", "L3"]))] = -float(rng.uniform(8, 25))
         case = render_case(int(rng.integers(1 << 30)), levels=list(levels), fractures="random",

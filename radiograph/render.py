@@ -96,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--pixel_mm", type=float, default=1.44, help="detector pixel (mm, default 1.44)")
     ap.add_argument("--sdd", type=float, default=1200.0, help="source-detector distance (mm)")
     ap.add_argument("--sid", type=float, default=1000.0, help="source-isocentre distance (mm)")
+    ap.add_argument("--slip_fraction", type=float, default=0.5,
+                    help="--phantom: share of spines with an L4 or L5 anterolisthesis (default 0.5)")
+    ap.add_argument("--isthmic_fraction", type=float, default=0.0,
+                    help="--phantom: share of those slips that are isthmic (default 0: degenerative)")
     ap.add_argument("--renderer", choices=["trilinear", "siddon"], default="trilinear")
     ap.add_argument("--label_scheme", choices=("verse", "totalseg"), default="verse",
                     help="numbering of --mask (totalseg is converted to VerSe ids, S1 kept)")
@@ -115,7 +119,8 @@ def main(argv=None) -> int:
             raise UserError("--phantom needs at least 3 spines (train / val / test)")
         kw = {"levels": args.levels} if args.levels else {}
         phantom_cohort(Path(args.output), args.phantom, args.seed, views=args.views or 4,
-                       camera=cam, **kw)
+                       camera=cam, slip_fraction=args.slip_fraction,
+                       isthmic_fraction=args.isthmic_fraction, **kw)
         return 0
     if not args.mask:
         raise UserError("--ct needs --mask (its VerSe label map)")

@@ -229,3 +229,31 @@ def test_chest_ct_landmarks_flag_the_cut_vertebrae(chest):
     for l in range(8, 22):
         h = heights(_plane(lm[l]))
         assert np.all((h > 10) & (h < 35)), (l, h)
+
+
+@pytest.mark.parametrize("arch, preset", [("unet", "cpu"), ("unet", "paper"), ("hrnet", "cpu")])
+def test_both_backbones_build_offline_and_keep_their_stride(arch, preset):
+    from radiograph.model import PRESETS, ModelConfig, build_model
+    m = build_model(ModelConfig(arch=arch, channels=5, **PRESETS[preset])).eval()
+    with torch.no_grad():
+        y = m(torch.rand(1, 1, 64, 64))
+    st = getattr(m, "stride", 1)
+    assert y.shape == (1, 5, 64 // st, 64 // st)
+
+
+def test_isthmic_slip_leaves_the_arch_behind():
+    """Degenerative: the whole L5 moves forward; isthmic: its body moves, its arch stays."""
+    def l5(case):
+        m = case.mask.canonical()
+        pts = m.voxel_to_world(np.argwhere(m.array == 24))
+        return pts[:, 1].max(), pts[:, 1].min()       # most anterior (body), most posterior (arch)
+    kw = dict(levels=LUMBAR, sacrum=True)
+    base = l5(render_case(5, **kw))
+    deg = l5(render_case(5, slips={"L5": 50}, **kw))
+    isth_case = render_case(5, slips={"L5": (50, "isthmic")}, **kw)
+    isth = l5(isth_case)
+    mm = isth_case.truth["slips"]["L5"]["mm"]
+    assert isth_case.truth["slips"]["L5"]["type"] == "isthmic"
+    assert deg[0] - base[0] == pytest.approx(isth[0] - base[0], abs=2.0)   # bodies moved alike
+    assert deg[0] - base[0] > 0.6 * mm
+    assert isth[1] < deg[1] - 0.25 * mm                                    # arch stayed behind
