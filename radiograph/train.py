@@ -101,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--minutes", type=float, default=None, help="stop after this many minutes")
     ap.add_argument("--eval_every", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--keep_steps", action="store_true",
+                    help="also keep the weights of every evaluation (ckpt/step_NNNNNN.pth)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--resume", action="store_true", help="continue from <output>/ckpt/latest.pth")
     return ap
@@ -172,6 +174,9 @@ def main(argv=None) -> int:
                   "best_mre_px": min(best, mre), "np_rng": rng.bit_generator.state,
                   "rng": capture_rng()}
             save_checkpoint(ck, out / "ckpt" / "latest.pth")
+            if args.keep_steps:        # weights only, to score one run at several budgets
+                save_checkpoint({k: v for k, v in ck.items() if k not in ("optimizer", "rng", "np_rng")},
+                                out / "ckpt" / f"step_{step:06d}.pth")
             if mre < best:
                 best = mre
                 save_checkpoint(ck, out / "ckpt" / "best.pth")
@@ -187,6 +192,14 @@ def load_landmark_model(path, device="cpu"):
     p = Path(path)
     if p.is_dir():
         p = p / "ckpt" / "best.pth"
+    manifest = p.parent / "MANIFEST.json"
+    if p.is_file() and manifest.is_file():       # shipped weights: the bytes must be the manifest's
+        import hashlib
+        from utils.fileio import read_json
+        want = read_json(manifest)
+        if want.get("file") == p.name and hashlib.sha256(p.read_bytes()).hexdigest() != want.get("sha256"):
+            raise UserError(f"sha256 differs from {manifest.name} (a changed or partial copy; "
+                            "restore it with git checkout)", p)
     ck = load_checkpoint(p)
     if ck.get("kind") != KIND:
         raise UserError(f"not a radiograph landmark checkpoint (kind {ck.get('kind')!r})", p)
