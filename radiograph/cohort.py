@@ -41,10 +41,16 @@ def parse_channel(name: str):
 
 
 def views_of(ct, mask, camera: Camera, jitters: Sequence[Jitter], looks: Sequence[Look],
-             channels: Sequence[str], rng: np.random.Generator):
-    """(images uint8 (V, H, W), points (V, C, 2), visible (V, C)) of one CT."""
+             channels: Sequence[str], rng: np.random.Generator, centre_levels=None):
+    """(images uint8 (V, H, W), points (V, C, 2), visible (V, C)) of one CT; the isocentre is
+    the mean centroid of ``centre_levels`` (default: of every vertebra)."""
     lm, vis, _ = spine_landmarks(mask)
-    r = LateralRenderer(ct, camera, spine_centre(mask))
+    centre = spine_centre(mask)
+    if centre_levels:
+        sel = mask.with_array(np.where(np.isin(mask.array, list(centre_levels)), mask.array, 0))
+        if np.any(sel.array):
+            centre = spine_centre(sel)
+    r = LateralRenderer(ct, camera, centre)
     raw = r.render(list(jitters))
     imgs = np.stack([film(raw[i], looks[i], rng) for i in range(len(jitters))])
     pts = np.full((len(jitters), len(channels), 2), np.nan, np.float32)
@@ -111,7 +117,7 @@ def ct_views(ct_path, mask_path, out: Optional[Path], views: int = 1, camera: Ca
     """DRRs of one real CT + VerSe mask (split 'test'); channels for the mask's own levels
     (all its vertebrae, or ``levels``) and S1 when labelled. The first view is the plain
     lateral; the others are jittered (``jitter``). Writes ``out`` (.npz) when given; returns
-    the dataset dict. ``label_scheme``: ``verse`` or ``totalseg`` (converted to VerSe ids)."""
+    the dataset dict. With ``levels`` the view is centred on those levels. ``label_scheme``: ``verse`` or ``totalseg`` (converted to VerSe ids)."""
     from data.io import load_ct_and_label
     ct, mask = load_ct_and_label(ct_path, mask_path)
     if label_scheme == "totalseg":           # TotalSegmentator numbering; its S1 (26) kept
@@ -122,10 +128,14 @@ def ct_views(ct_path, mask_path, out: Optional[Path], views: int = 1, camera: Ca
         mask = mask.with_array(conv)
     present = sorted(int(l) for l in np.unique(mask.array) if l)
     lv = list(levels) if levels else [level_name(l) for l in present if l in range(1, 26)]
-    channels = channel_names(lv, sacrum=(S1 in present) if sacrum is None else sacrum)
+    if sacrum is None:          # given levels: the trained models' layout (levels + S1)
+        sacrum = True if levels else S1 in present
+    channels = channel_names(lv, sacrum=sacrum)
     rng = np.random.default_rng(seed)
     jit = [Jitter()] + [Jitter.draw(rng) if jitter else Jitter() for _ in range(views - 1)]
-    img, pts, vis = views_of(ct, mask, camera, jit, [Look()] * views, channels, rng)
+    wanted = [parse_channel(c)[0] for c in channels]
+    img, pts, vis = views_of(ct, mask, camera, jit, [Look()] * views, channels, rng,
+                             centre_levels=[l for l in wanted if l != S1] if levels else None)
     name = Path(str(ct_path)).name.split(".")[0]
     parts = {"images": [img], "points": [pts], "visible": [vis], "case": [name] * views,
              "split": ["test"] * views}

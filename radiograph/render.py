@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--label_scheme", choices=("verse", "totalseg"), default="verse",
                     help="numbering of --mask (totalseg is converted to VerSe ids, S1 kept)")
     ap.add_argument("--levels", nargs="+", default=None,
-                    help="channel levels (default: the mask's own, or T12-L5 for --phantom)")
+                    help="channel levels, S1 added (default: the mask's own, or T12-L5 for --phantom); give a model's levels to score it on this CT")
     return ap
 
 
