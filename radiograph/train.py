@@ -98,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--steps", type=int, default=100000, help="stop after this many steps")
+    ap.add_argument("--lr_schedule", choices=["cosine", "constant"], default="cosine",
+                    help="cosine: warm-up then decay over the budget (--steps or --minutes)")
     ap.add_argument("--minutes", type=float, default=None, help="stop after this many minutes")
     ap.add_argument("--eval_every", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
@@ -124,8 +126,13 @@ def main(argv=None) -> int:
     (out / "ckpt").mkdir(parents=True, exist_ok=True)
     model = build_model(cfg).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.steps,
-                                                pct_start=0.05) if args.minutes is None else None
+    def lr_at(frac: float) -> float:
+        """Warm-up over the first 3 %, then cosine to 1 % of --lr (``constant``: --lr)."""
+        if args.lr_schedule == "constant":
+            return args.lr
+        if frac < 0.03:
+            return args.lr * max(frac / 0.03, 0.05)
+        return args.lr * (0.01 + 0.99 * 0.5 * (1 + np.cos(np.pi * min(1.0, (frac - 0.03) / 0.97))))
     step, best, rng = 0, float("inf"), np.random.default_rng(args.seed)
     if args.resume:
         ck = load_checkpoint(out / "ckpt" / "latest.pth")
@@ -144,7 +151,16 @@ def main(argv=None) -> int:
     t0, losses = time.time(), []
     log.info("%d train / %d val images, %d channels, %s on %s", len(train), len(val),
              cfg.channels, cfg.arch, device)
-    while step < args.steps and (args.minutes is None or time.time() - t0 < args.minutes * 60):
+    elapsed0 = float(ck.get("elapsed_s", 0.0)) if args.resume else 0.0
+
+    def progress() -> float:              # share of the budget used: steps or minutes
+        f = step / args.steps
+        if args.minutes is not None:
+            f = max(f, (elapsed0 + time.time() - t0) / (args.minutes * 60))
+        return f
+    while progress() < 1.0:
+        for g in opt.param_groups:
+            g["lr"] = lr_at(progress())
         model.train()
         idx = rng.choice(train, args.batch, replace=False)
         im, pts, vis = batch_tensors(data, idx, rng, device)
@@ -154,8 +170,6 @@ def main(argv=None) -> int:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        if sched is not None:
-            sched.step()
         step += 1
         losses.append(loss.detach())
         if step % args.eval_every == 0 or step == args.steps:
@@ -172,6 +186,7 @@ def main(argv=None) -> int:
                   "channels": list(map(str, data["channels"])), "mm_at_spine": data["mm_at_spine"],
                   "pixel_mm": data["pixel_mm"], "sigma": args.sigma,
                   "best_mre_px": min(best, mre), "np_rng": rng.bit_generator.state,
+                  "elapsed_s": elapsed0 + time.time() - t0,
                   "rng": capture_rng()}
             save_checkpoint(ck, out / "ckpt" / "latest.pth")
             if args.keep_steps:        # weights only, to score one run at several budgets
