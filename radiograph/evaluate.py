@@ -8,7 +8,9 @@ Reports (``metrics.json``, ``per_level.csv``, ``per_image.csv``):
   and SDR (share of visible landmarks within 2 / 2.5 / 3 / 4 mm);
 * slips from predicted vs true points (both through :mod:`radiograph.geometry`): slip % MAE and
   Meyerding grade accuracy over every adjacent pair whose 4 points are visible;
-* Genant grades from predicted vs true points: accuracy and macro-F1;
+* Genant grades from predicted vs true points: accuracy and macro-F1; on phantom data also
+  against the *planted* grade (macro-F1 and confusion, rows planted), next to the grade the true
+  points give (corner heights read a wedge more severe than the CT's thirds do);
 * per level: MRE and count.
 
 The "true" slips and grades are those of the projected 3D landmarks of the untouched labels
@@ -58,6 +60,23 @@ def macro_f1(y_true: List[int], y_pred: List[int]) -> float:
                           zero_division=0)) if y_true else float("nan")
 
 
+def _planted_grades(data: dict) -> Dict[str, Dict[str, int]]:
+    """{case: {level name: planted Genant grade}} from a phantom dataset's metadata ({} else)."""
+    import json
+    try:
+        meta = json.loads(str(data["meta"]))
+    except (KeyError, ValueError):
+        return {}
+    return {t["case"]: t.get("grades", {}) for t in meta.get("truth", [])}
+
+
+def _confusion(y_true, y_pred) -> List[List[int]]:
+    m = np.zeros((4, 4), int)
+    for a, b in zip(y_true, y_pred):
+        m[int(a), int(b)] += 1
+    return m.tolist()
+
+
 def score(pred: np.ndarray, data: dict, idx: np.ndarray, spread=None) -> dict:
     """Metrics of predicted points ``pred`` (N, C, 2) on the images ``idx`` of ``data``."""
     true, vis, ch = data["points"][idx], data["visible"][idx], list(data["channels"])
@@ -71,6 +90,8 @@ def score(pred: np.ndarray, data: dict, idx: np.ndarray, spread=None) -> dict:
         per_level.setdefault(level_name(lab) if lab != 26 else "S1", []).extend(
             (err[:, k][vis[:, k]] * px_mm).tolist())
     slip_t, slip_p, mey_t, mey_p, g_t, g_p, rows = [], [], [], [], [], [], []
+    planted = _planted_grades(data)
+    pl_t, pl_pred, pl_true = [], [], []           # planted grade; from predicted / true points
     for i in range(len(idx)):
         mt = spine_measures(true[i], vis[i], ch, spine_mm)
         mp = spine_measures(pred[i], vis[i], ch, spine_mm)
@@ -81,9 +102,14 @@ def score(pred: np.ndarray, data: dict, idx: np.ndarray, spread=None) -> dict:
                 slip_t.append(s["slip_pct"]), slip_p.append(q["slip_pct"])
                 mey_t.append(s["meyerding"]), mey_p.append(q["meyerding"])
         gp = {r["label"]: r for r in mp["vertebrae"]}
+        case_planted = planted.get(str(data["case"][idx[i]]), {})
         for r in mt["vertebrae"]:
             if r["label"] in gp:
                 g_t.append(r["genant_grade"]), g_p.append(gp[r["label"]]["genant_grade"])
+                g = case_planted.get(level_name(r["label"]))
+                if g is not None:
+                    pl_t.append(g), pl_true.append(r["genant_grade"])
+                    pl_pred.append(gp[r["label"]]["genant_grade"])
         rows.append({"image": int(idx[i]), "case": str(data["case"][idx[i]]),
                      "mre_mm": float(np.nanmean(err[i]) * px_mm) if vis[i].any() else np.nan,
                      "visible": int(vis[i].sum())})
@@ -101,6 +127,10 @@ def score(pred: np.ndarray, data: dict, idx: np.ndarray, spread=None) -> dict:
         "genant_accuracy": float(np.mean(np.array(g_t) == np.array(g_p))) if g_t else np.nan,
         "genant_macro_f1": macro_f1(g_t, g_p),
         "genant_true_counts": {str(g): int(np.sum(np.array(g_t) == g)) for g in range(4)},
+        "planted_vertebrae": len(pl_t),
+        "planted_macro_f1_predicted_points": macro_f1(pl_t, pl_pred),
+        "planted_macro_f1_true_points": macro_f1(pl_t, pl_true),
+        "planted_confusion_predicted_points": _confusion(pl_t, pl_pred),
         "per_level_mre_mm": {k: (float(np.mean(v)) if v else None, len(v))
                              for k, v in per_level.items()},
         "pixel_mm_detector": px_mm, "mm_at_spine": spine_mm,
