@@ -111,7 +111,42 @@ def stage_commands(out: Path, quick: bool, no_progress: bool) -> list:
                               "--output", str(fig / "height_maps.png")]),
     ]
     stages += real_scan_stages(out, fig)
+    stages += radiograph_stages(out, no_progress)
     return [st for st in stages if st is not None]
+
+
+RADIOGRAPH_WEIGHTS = ROOT / "radiograph" / "weights" / "landmarks_cpu.pth"
+
+
+def radiograph_stages(out: Path, no_progress: bool) -> list:
+    """Lateral DRRs of held-out phantom spines (seed 77, not a training seed) and of the real
+    chest CT when present; landmarks, heights, Genant grades and slips from the shipped weights."""
+    rg = out / "radiograph"
+    stages = [
+        ("radiograph DRRs (phantom spines)", [PY, "radiograph/render.py", "--phantom", "4", "--seed", "77",
+                                              "--views", "1", "--output", str(rg / "phantom_drrs.npz")]),
+        ("radiograph landmarks (phantom)", [PY, "radiograph/predict.py", str(rg / "phantom_drrs.npz"),
+                                            "--checkpoint", str(RADIOGRAPH_WEIGHTS), "--output", str(rg / "predicted"),
+                                            "--mc", "5"]),
+        ("radiograph evaluation (phantom)", [PY, "radiograph/evaluate.py", "--checkpoint", str(RADIOGRAPH_WEIGHTS),
+                                             "--data", str(rg / "phantom_drrs.npz"), "--output", str(rg / "evaluation")]),
+    ]
+    shared = Path(os.environ.get("HV_SHARED_DATA", ROOT.parent / "shared" / "data"))
+    ct, msk = shared / "totalseg_example" / "example_ct.nii.gz", \
+        shared / "totalseg_example" / "totalseg_vertebrae_tsnumbering.nii.gz"
+    if ct.is_file() and msk.is_file():
+        stages += [
+            ("radiograph DRR (real abdominal CT)", [PY, "radiograph/render.py", "--ct", str(ct), "--mask", str(msk),
+                                                    "--label_scheme", "totalseg", "--levels", "T12", "L1", "L2",
+                                                    "L3", "L4", "L5", "--output", str(rg / "real")]),
+            ("radiograph landmarks (real abdominal CT)", [PY, "radiograph/predict.py", str(rg / "real" / "example_ct.npz"),
+                                                          "--checkpoint", str(RADIOGRAPH_WEIGHTS),
+                                                          "--output", str(rg / "predicted_real"), "--mc", "5"]),
+            ("radiograph evaluation (real abdominal CT)", [PY, "radiograph/evaluate.py", "--checkpoint",
+                                                           str(RADIOGRAPH_WEIGHTS), "--data", str(rg / "real" / "example_ct.npz"),
+                                                           "--output", str(rg / "evaluation_real")]),
+        ]
+    return stages
 
 
 # real scans beside the project (the workspace's ../shared/data; absent in a user's clone): a

@@ -89,6 +89,48 @@ def _fracture_heights(path: Path, out: Path) -> str:
             + _table(pd.DataFrame(rows)))
 
 
+def _radiograph_section(out: Path) -> str:
+    """Predicted landmarks on the demo's DRRs, the held-out scores and the measures."""
+    rg = out / "radiograph"
+    if not rg.is_dir():
+        return ""
+    parts = ["<h2>Lateral radiographs (DRRs): landmarks, Genant and Meyerding from points</h2>",
+             "<p class=note>Held-out phantom spines (seed 77) and, when present, the real abdominal CT, "
+             "rendered by radiograph/render.py; points predicted by the shipped weights "
+             "(radiograph/weights/MANIFEST.json) with MC-dropout spread (circles = 2 sd); red = dropped "
+             "by the level-aware checks. Scores against the mask-derived landmarks.</p>"]
+    rows = []
+    for name in ("evaluation", "evaluation_real"):
+        m = rg / name / "metrics.json"
+        if m.is_file():
+            d = json.loads(m.read_text(encoding="utf-8"))
+            rows.append({"data": "phantom (seed 77)" if name == "evaluation" else "real abdominal CT",
+                         "images": d["images"], "landmarks": d["landmarks"], "MRE mm": d["mre_mm"],
+                         "SDR 2 mm": d["sdr_2mm"], "SDR 4 mm": d["sdr_4mm"],
+                         "slip MAE (pts)": d["slip_pct_mae"], "Meyerding acc": d["meyerding_accuracy"],
+                         "Genant macro-F1": d["genant_macro_f1"]})
+    if rows:
+        parts.append(_table(pd.DataFrame(rows)))
+    pngs = sorted(rg.glob("predicted*/*_overlay.png"))
+    if pngs:
+        parts.append("<div class=grid>")
+        for p in pngs:
+            rel = p.relative_to(out)
+            csvp = p.with_name(p.name.replace("_overlay.png", "_measures.csv"))
+            tab = ""
+            if csvp.is_file():
+                df = pd.read_csv(csvp)
+                v = df[df["kind"] == "vertebra"][["level", "genant_grade", "genant_type"]]
+                sl = df[df["kind"] == "slip"][["level", "slip_pct", "meyerding"]]
+                tab = ("<br>Genant: " + ", ".join(f"{r.level} {r.genant_grade}" for r in v.itertuples())
+                       + "<br>slip %: " + ", ".join(f"{r.level} {r.slip_pct:.0f} ({r.meyerding})"
+                                                    for r in sl.itertuples()))
+            parts.append(f"<div><b>{html.escape(p.stem)}</b><br><a href='{rel}'><img src='{rel}'></a>"
+                         f"<small>{html.escape(tab).replace('&lt;br&gt;', '<br>')}</small></div>")
+        parts.append("</div>")
+    return "\n".join(parts)
+
+
 def build_page(out: Path) -> Path:
     """Write ``<out>/index.html`` and return its path."""
     out = Path(out)
@@ -121,6 +163,7 @@ def build_page(out: Path) -> Path:
                       "<p class=note>mean |RHLV - planted loss| in percentage points, per third</p>",
                       by.reset_index().rename(columns={"index": "group"}).to_html(
                           index=False, float_format=lambda v: f"{v:.2f}", border=0)]
+    parts.append(_radiograph_section(out))
     imgs = sorted(fig.glob("*.png")) if fig.is_dir() else []
     if imgs:
         parts.append("<h2>Figures</h2><div class=grid>")
