@@ -15,9 +15,12 @@ Millimetres: ``--pixel_mm`` is the pixel size *at the spine* (detector pixel / m
 without it the training camera's is assumed and the CSV says so.
 
 Level-aware post-processing: a level is kept when all its points' heatmap peaks reach
-``--min_peak``; kept levels must follow the anatomical order along the spine's main axis (the
-longest run in order is kept, the others dropped with the reason) and their spacing must be
-plausible (at least 0.4 × the median spacing per level).
+``--min_peak`` and (with ``--mc``) their MC-dropout spread stays under ``--max_spread``; its
+heights must lie within 0.4-2 × the kept bodies' median posterior height (a point on the
+neighbouring body makes an impossible shape); kept levels must follow the anatomical order along
+the spine's main axis (the longest run in order is kept, the others dropped with the reason)
+and their spacing must be plausible (at least 0.4 × the median spacing per level). Dropped
+levels are never graded nor used as a neighbour reference.
 """
 from __future__ import annotations
 
@@ -81,13 +84,20 @@ def fit_square(img: np.ndarray, size: int) -> Tuple[np.ndarray, float, np.ndarra
     return out, s, np.array([ox, oy], np.float32)
 
 
-def postprocess(points: np.ndarray, peak: np.ndarray, channels, min_peak: float = 0.3):
+def postprocess(points: np.ndarray, peak: np.ndarray, channels, min_peak: float = 0.3,
+                spread=None, max_spread: float = 4.0):
     """({label: kept}, {label: reason}) by the level-aware rules of the module docstring."""
     by_level: Dict[int, List[int]] = {}
     for k, ch in enumerate(channels):
         by_level.setdefault(parse_channel(str(ch))[0], []).append(k)
     keep = {l: bool(np.all(peak[ks] >= min_peak)) for l, ks in by_level.items()}
     why = {l: "" if keep[l] else "weak heatmap" for l in by_level}
+    if spread is not None:
+        for l, ks in by_level.items():
+            s = np.asarray(spread)[ks]
+            if keep[l] and np.isfinite(s).any() and np.nanmax(s) > max_spread:
+                keep[l], why[l] = False, f"uncertain (MC spread {np.nanmax(s):.1f} px)"
+    _implausible_shapes(points, list(channels), by_level, keep, why)
     levels = [l for l in sorted(by_level, key=rank) if keep[l]]
     if len(levels) >= 3:
         c = np.array([points[by_level[l]].mean(0) for l in levels])
@@ -122,6 +132,25 @@ def postprocess(points: np.ndarray, peak: np.ndarray, channels, min_peak: float 
     return keep, why
 
 
+def _implausible_shapes(points, channels, by_level, keep, why, lo: float = 0.4,
+                        hi: float = 2.0) -> None:
+    """Drop bodies whose heights are far from the kept bodies' median posterior height (a point
+    on the neighbouring body makes a height of nearly nothing, or of two bodies)."""
+    from radiograph.geometry import heights
+    h = {}
+    for l, ks in by_level.items():
+        if l != 26 and keep[l]:
+            h[l] = heights({parse_channel(str(channels[i]))[1]: points[i] for i in ks})
+    ref = np.nanmedian([v[2] for v in h.values()]) if len(h) >= 3 else np.nan
+    if not np.isfinite(ref) or ref <= 0:
+        return
+    for l, v in h.items():
+        r = v / ref
+        if np.any(r < lo) or np.any(r > hi):
+            keep[l], why[l] = False, (f"implausible shape (heights {np.round(v, 1).tolist()} px vs "
+                                      f"median {ref:.1f})")
+
+
 def predict_image(model, img: np.ndarray, size: int, mc: int, device):
     from radiograph.model import predict_points
     sq, s, off = fit_square(img, size)
@@ -132,10 +161,10 @@ def predict_image(model, img: np.ndarray, size: int, mc: int, device):
 
 
 def write_outputs(out: Path, name: str, img: np.ndarray, pts, peak, spread, channels,
-                  mm_per_px: float, assumed: bool, min_peak: float) -> dict:
+                  mm_per_px: float, assumed: bool, min_peak: float, max_spread: float = 4.0) -> dict:
     from radiograph.evaluate import points_by_level
     from radiograph.render import overlay_png
-    keep, why = postprocess(pts, peak, channels, min_peak)
+    keep, why = postprocess(pts, peak, channels, min_peak, spread, max_spread)
     vis = np.array([keep[parse_channel(str(c))[0]] for c in channels])
     levels: Dict[str, dict] = {}
     for k, ch in enumerate(channels):
@@ -182,6 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="pixel size at the spine (mm); default: the training camera's")
     ap.add_argument("--mc", type=int, default=10, help="Monte-Carlo dropout samples (0: off)")
     ap.add_argument("--min_peak", type=float, default=0.3, help="heatmap peak to keep a point")
+    ap.add_argument("--max_spread", type=float, default=4.0,
+                    help="drop a level whose MC-dropout spread exceeds this (model pixels)")
     ap.add_argument("--device", default="auto")
     return ap
 
@@ -217,7 +248,7 @@ def main(argv=None) -> int:
         pts, peak, spread = predict_image(model, img, size, args.mc, device)
         scale = mm * size / max(img.shape) if assumed else mm
         m = write_outputs(out, name, img, pts, peak, spread, ck["channels"], scale, assumed,
-                          args.min_peak)
+                          args.min_peak, args.max_spread * max(img.shape) / size)
         grades = {level_name(r["label"]): r["genant_grade"] for r in m["vertebrae"]}
         log.info("%s: Genant %s; slips %s", name, grades,
                  {f"{level_name(s['upper'])}": round(s["slip_pct"], 1) for s in m["slips"]})

@@ -36,7 +36,8 @@ log = logging.getLogger("radiograph.render")
 
 def overlay_png(path, image: np.ndarray, points: np.ndarray, visible: np.ndarray, channels,
                 title: str = "", pred: bool = False, spread=None) -> None:
-    """The film with points coloured by level and each level's name beside its anterior points."""
+    """The film with points coloured by level and each level's name beside its anterior points;
+    with ``spread``, circles of 2 × spread (capped at 8 % of the width, the view at the image)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -53,12 +54,15 @@ def overlay_png(path, image: np.ndarray, points: np.ndarray, visible: np.ndarray
         ax.plot(points[k, 0], points[k, 1], "o" if name[1] != "m" else "s", ms=3, color=col,
                 mfc="none" if not visible[k] else col)
         if spread is not None and np.isfinite(spread[k]):
-            ax.add_patch(plt.Circle(points[k], 2 * spread[k], fill=False, color=col, lw=0.5))
+            ax.add_patch(plt.Circle(points[k], min(2 * spread[k], 0.08 * w), fill=False,
+                                    color=col, lw=0.5))
         labels.setdefault(lab, []).append(points[k])
     for lab, pts in labels.items():
         p = np.mean(pts, 0)
         ax.text(p[0] + 0.12 * w, p[1], "S1" if lab == 26 else level_name(lab), color="yellow",
                 fontsize=7, va="center")
+    ax.set_xlim(-0.5, w - 0.5)
+    ax.set_ylim(h - 0.5, -0.5)
     ax.set_title(title, fontsize=8)
     ax.axis("off")
     fig.tight_layout(pad=0.2)

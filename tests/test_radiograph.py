@@ -257,3 +257,21 @@ def test_isthmic_slip_leaves_the_arch_behind():
     assert deg[0] - base[0] == pytest.approx(isth[0] - base[0], abs=2.0)   # bodies moved alike
     assert deg[0] - base[0] > 0.6 * mm
     assert isth[1] < deg[1] - 0.25 * mm                                    # arch stayed behind
+
+
+def test_postprocess_drops_uncertain_and_implausible_levels():
+    from radiograph.cohort import channel_names
+    from radiograph.predict import postprocess
+    ch = channel_names(["L1", "L2", "L3", "L4"], sacrum=False)
+    pts = np.zeros((len(ch), 2))
+    for k, c in enumerate(ch):
+        lv, p = c.split("_")
+        top = 40 * ["L1", "L2", "L3", "L4"].index(lv) + 10
+        h = 3.0 if lv == "L3" else 25.0                     # L3 collapsed onto one endplate
+        pts[k] = ({"a": 30, "m": 50, "p": 70}[p[1]], top + (h if p[0] == "i" else 0))
+    keep, why = postprocess(pts, np.ones(len(ch)), ch)
+    assert keep[20] and keep[21] and keep[23] and not keep[22] and "implausible" in why[22]
+    spread = np.zeros(len(ch))
+    spread[:6] = 9.0
+    keep, why = postprocess(pts, np.ones(len(ch)), ch, spread=spread, max_spread=4.0)
+    assert not keep[20] and why[20].startswith("uncertain")
