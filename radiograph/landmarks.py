@@ -104,8 +104,8 @@ def body_points(pts: np.ndarray, c: np.ndarray, t: np.ndarray, ant: np.ndarray,
     right = np.cross(ant, -t)                       # R = A × S
     ext = np.abs(axes.T * spacing[:, None])         # per voxel axis, world extent vector
     half = 0.5 * np.array([np.abs(ext @ right).sum(), np.abs(ext @ ant).sum(),
-                           np.abs(ext @ t).sum()]) / 1.0
-    x, a, s, xm = _points_in_frame(pts, c, t, ant, right, rule, half)
+                           np.abs(ext @ t).sum()])
+    _, a, s, xm = _points_in_frame(pts, c, t, ant, right, rule, half)
     if len(a) == 0:
         return {}
     band = max(rule.band_mm, 0.6 * 2 * half[1])
@@ -119,7 +119,7 @@ def body_points(pts: np.ndarray, c: np.ndarray, t: np.ndarray, ant: np.ndarray,
         p = base + a[k] * ant + s[k] * up
         if sample is not None:
             d = (da * ant + ds * up) / np.sqrt(2.0)
-            p = _refine_along(sample, p, d, np.cross(right, d), right, slab)
+            p = _refine_along(sample, p, d, right, slab)
         out[name] = p
     # mid-endplate points: the column (along the body's axis) through the middle of sa-sp
     mid = 0.5 * ((out["sa"] - base) @ ant + (out["sp"] - base) @ ant)
@@ -130,12 +130,13 @@ def body_points(pts: np.ndarray, c: np.ndarray, t: np.ndarray, ant: np.ndarray,
     return {k: v for k, v in out.items() if k in names}
 
 
-def _refine_along(sample, p, d, n, right, slab, reach=6.0, step=0.2):
+def _refine_along(sample, p, d, right, slab, reach=6.0, step=0.2):
     """Move corner ``p`` along ``d`` to where the mean occupancy of 5 parallel lines
-    (±``slab`` along ``right``) crosses 0.5, outermost."""
+    (±``slab`` along ``right`` only: lines off the diagonal would cut the corner) crosses 0.5,
+    outermost."""
     lam = np.arange(-reach, reach + step, step)
-    offs = [(0.0, dx) for dx in np.linspace(-slab, slab, 5)]   # off-diagonal lines would cut the corner
-    lines = np.stack([p + dn * n + dx * right + lam[:, None] * d for dn, dx in offs])
+    offs = np.linspace(-slab, slab, 5)
+    lines = np.stack([p + dx * right + lam[:, None] * d for dx in offs])
     prof = sample(lines.reshape(-1, 3)).reshape(len(offs), len(lam)).mean(0)
     inside = np.flatnonzero(prof >= 0.5)
     if not len(inside):
