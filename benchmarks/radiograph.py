@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import resource
 
-import numpy as np
 import torch
 
 from benchmarks.timing import median_seconds

@@ -27,8 +27,8 @@ from data.centroids import write_centroids
 from data.io import save_nifti
 from phantom.fracture import Body, draw_fracture, fracture_truth, plant, MORPHOLOGIES
 from phantom.render import HU, Grid, Placed, render_arrays, texture_tile
-from phantom.shapes import (box_corners, layout_levels, level_geometry, make_curve,
-                                 vertebra_box)
+from phantom.shapes import (VertebraGeom, box_corners, layout_levels, level_geometry,
+                            make_curve, vertebra_box)
 from spine.anatomy import LEVEL_IDS, LEVEL_NAMES
 from data.volume import Volume, affine_from_spacing
 from utils.errors import UserError
@@ -161,7 +161,7 @@ def _place(geoms, bodies, curve, offsets, trabecular_hu: float,
 SACRUM = 26          # VerSe id of the sacrum
 
 
-def sacrum_geometry(last: "VertebraGeom") -> "VertebraGeom":
+def sacrum_geometry(last: VertebraGeom) -> VertebraGeom:
     """S1 drawn as a body below L5 (label 26): deeper and wider than L5, no disc below."""
     return replace(last, label=SACRUM, height_mm=last.height_mm * 1.1,
                    depth_mm=last.depth_mm * 1.15, width_mm=last.width_mm * 1.2,

@@ -107,7 +107,7 @@ def phantom_cohort(out: Path, n_cases: int, seed: int, views: int = 4,
         parts["split"] += [split_of[i]] * views
         truths.append({"case": name, "slips": case.truth.get("slips", {}),
                        "grades": {v["level"]: v["grade"] for v in case.truth["vertebrae"].values()}})
-    return _write(out, parts, channels, camera, {"seed": seed, "n_cases": n_cases,
+    return write_dataset(out, parts, channels, camera, {"seed": seed, "n_cases": n_cases,
                                                   "views": views, "truth": truths})
 
 
@@ -136,17 +136,23 @@ def ct_views(ct_path, mask_path, out: Optional[Path], views: int = 1, camera: Ca
     wanted = [parse_channel(c)[0] for c in channels]
     img, pts, vis = views_of(ct, mask, camera, jit, [Look()] * views, channels, rng,
                              centre_levels=[l for l in wanted if l != S1] if levels else None)
-    name = Path(str(ct_path)).name.split(".")[0]
+    name = case_name(ct_path)
     parts = {"images": [img], "points": [pts], "visible": [vis], "case": [name] * views,
              "split": ["test"] * views}
     if out is not None:
-        _write(out, parts, channels, camera, {"ct": str(ct_path), "mask": str(mask_path)})
+        write_dataset(out, parts, channels, camera, {"ct": str(ct_path), "mask": str(mask_path)})
     return {"images": img, "points": pts, "visible": vis, "channels": np.array(channels),
             "case": np.array([name] * views), "split": np.array(["test"] * views),
             "pixel_mm": camera.pixel_mm, "mm_at_spine": camera.mm_at_spine, "name": name}
 
 
-def _write(out: Path, parts: Dict[str, list], channels, camera: Camera, meta: dict) -> Path:
+def case_name(ct_path) -> str:
+    """'example_ct' for '.../example_ct.nii.gz'."""
+    return Path(str(ct_path)).name.split(".")[0]
+
+
+def write_dataset(out: Path, parts: Dict[str, list], channels, camera: Camera, meta: dict) -> Path:
+    """Write a dataset ``.npz`` atomically from per-spine lists (module docstring)."""
     import json
     out = Path(out)
     if out.suffix != ".npz":

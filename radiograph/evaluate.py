@@ -26,6 +26,7 @@ from typing import Dict, List
 
 import numpy as np
 
+from evaluation.grading import classification_metrics
 from radiograph.cohort import load_dataset, parse_channel
 from radiograph.geometry import measure_spine
 from spine.anatomy import level_name
@@ -55,9 +56,8 @@ def spine_measures(pts, vis, channels, scale):
 
 
 def macro_f1(y_true: List[int], y_pred: List[int]) -> float:
-    from sklearn.metrics import f1_score
-    return float(f1_score(y_true, y_pred, average="macro", labels=sorted(set(y_true) | set(y_pred)),
-                          zero_division=0)) if y_true else float("nan")
+    """Macro-F1 of Genant grades (:func:`evaluation.grading.classification_metrics`); NaN if none."""
+    return classification_metrics(y_true, y_pred)["macro_f1"] if y_true else float("nan")
 
 
 def _planted_grades(data: dict) -> Dict[str, Dict[str, int]]:
@@ -68,13 +68,6 @@ def _planted_grades(data: dict) -> Dict[str, Dict[str, int]]:
     except (KeyError, ValueError):
         return {}
     return {t["case"]: t.get("grades", {}) for t in meta.get("truth", [])}
-
-
-def _confusion(y_true, y_pred) -> List[List[int]]:
-    m = np.zeros((4, 4), int)
-    for a, b in zip(y_true, y_pred):
-        m[int(a), int(b)] += 1
-    return m.tolist()
 
 
 def score(pred: np.ndarray, data: dict, idx: np.ndarray, spread=None) -> dict:
@@ -130,7 +123,8 @@ def score(pred: np.ndarray, data: dict, idx: np.ndarray, spread=None) -> dict:
         "planted_vertebrae": len(pl_t),
         "planted_macro_f1_predicted_points": macro_f1(pl_t, pl_pred),
         "planted_macro_f1_true_points": macro_f1(pl_t, pl_true),
-        "planted_confusion_predicted_points": _confusion(pl_t, pl_pred),
+        "planted_confusion_predicted_points":
+            classification_metrics(pl_t, pl_pred)["confusion_matrix"] if pl_t else [],
         "per_level_mre_mm": {k: (float(np.mean(v)) if v else None, len(v))
                              for k, v in per_level.items()},
         "pixel_mm_detector": px_mm, "mm_at_spine": spine_mm,

@@ -32,9 +32,6 @@ from data.volume import Volume
 from radiograph.geometry import BODY_POINTS, S1, S1_POINTS
 from spine.anatomy import VERTEBRA_LABELS, neighbour_list
 
-Landmarks3D = Dict[int, Dict[str, np.ndarray]]
-
-
 @dataclass(frozen=True)
 class LandmarkRule:
     slab_mm: float = 3.0        # half-width of the mid-sagittal slab
@@ -55,7 +52,7 @@ def _points_in_frame(pts, c, t, ant, right, rule, half_vox):
     x, a, s = d @ right, d @ ant, -(d @ t)          # right, anterior, cranial
     xm = np.median(x)
     keep = np.abs(x - xm) <= max(rule.slab_mm, half_vox[0])
-    return x[keep], a[keep], s[keep], xm
+    return a[keep], s[keep], xm
 
 
 def body_sampler(mask: Volume, pts: np.ndarray):
@@ -105,7 +102,7 @@ def body_points(pts: np.ndarray, c: np.ndarray, t: np.ndarray, ant: np.ndarray,
     ext = np.abs(axes.T * spacing[:, None])         # per voxel axis, world extent vector
     half = 0.5 * np.array([np.abs(ext @ right).sum(), np.abs(ext @ ant).sum(),
                            np.abs(ext @ t).sum()])
-    _, a, s, xm = _points_in_frame(pts, c, t, ant, right, rule, half)
+    a, s, xm = _points_in_frame(pts, c, t, ant, right, rule, half)
     if len(a) == 0:
         return {}
     band = max(rule.band_mm, 0.6 * 2 * half[1])
@@ -165,7 +162,7 @@ def spine_landmarks(mask: Volume, subreg: Optional[Volume] = None, ct: Optional[
                     rule: LandmarkRule = LandmarkRule()):
     """({label: {point: world mm}}, {label: visible}, {label: reason}) of every vertebra of
     ``mask`` (VerSe ids) and of S1 when the sacrum (26) is labelled."""
-    from straighten.completeness import case_completeness
+    from straighten.completeness import assess
     from straighten.orient import body_centroids, local_frame, local_tangents
     arr = np.asarray(mask.array)
     all_c = centroids_from_mask(arr)
@@ -178,7 +175,10 @@ def spine_landmarks(mask: Volume, subreg: Optional[Volume] = None, ct: Optional[
         with_s1[S1] = mask.voxel_to_world(np.asarray(all_c[S1], float)[None])[0]
     body_c, anterior, body_pts = body_centroids(mask, with_s1, subreg)
     tangents = local_tangents(with_s1)
-    comp = case_completeness(mask, cents, subreg, ct)
+    # completeness from the bodies split above (straighten.completeness.case_completeness would
+    # split them again), with the vertebrae's own tangents as there
+    comp = assess(mask, cents, {l: p for l, p in body_pts.items() if l != S1},
+                  local_tangents(whole), ct)
     axes = mask.affine[:3, :3] / mask.spacing
     own_axis = {lab: body_axis(pts, tangents[lab]) for lab, pts in body_pts.items() if lab != S1}
     out, visible, reason = {}, {}, {}

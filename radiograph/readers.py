@@ -27,7 +27,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from radiograph.geometry import S1
-from spine.anatomy import LEVEL_IDS, level_name
+from spine.anatomy import LEVEL_IDS
 from utils.errors import UserError
 
 Corners = Dict[str, np.ndarray]        # 'tl', 'tr', 'bl', 'br' in image terms
@@ -139,6 +139,3 @@ def read_buu_csv(path, anterior: Optional[str] = None):
     side = anterior_side(corners, True, p, anterior)
     return named_points(corners, labels, side), {l: True for l in labels}
 
-
-def describe(points) -> str:
-    return ", ".join("S1" if l == S1 else level_name(l) for l in points)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from radiograph.cohort import ct_views, parse_channel, phantom_cohort
+from radiograph.cohort import case_name, ct_views, parse_channel, phantom_cohort
 from radiograph.drr import Camera
 from spine.anatomy import level_name
 from utils.errors import UserError, run_cli
@@ -130,15 +130,14 @@ def main(argv=None) -> int:
         raise UserError("--ct needs --mask (its VerSe label map)")
     out = Path(args.output)
     views = args.views or 1
-    d = ct_views(args.ct, args.mask, None, views=views, camera=cam,
+    d = ct_views(args.ct, args.mask, out / f"{case_name(args.ct)}.npz", views=views, camera=cam,
                  seed=args.seed, levels=args.levels, label_scheme=args.label_scheme)
     name = d["name"]
     out.mkdir(parents=True, exist_ok=True)
+    import cv2
     import nibabel as nib
-    from radiograph.cohort import _write
     for k in range(views):
         stem = out / f"{name}_view{k}"
-        import cv2
         with atomic_path(f"{stem}.png") as tmp:
             cv2.imwrite(str(tmp), d["images"][k])
         overlay_png(f"{stem}_overlay.png", d["images"][k], d["points"][k], d["visible"][k],
@@ -150,10 +149,6 @@ def main(argv=None) -> int:
     write_json(out / f"{name}_landmarks.json",
                {"views": [landmark_json(d, k, cam) for k in range(views)], "ct": str(args.ct),
                 "mask": str(args.mask)})
-    _write(out / f"{name}.npz", {"images": [d["images"]], "points": [d["points"]],
-                                  "visible": [d["visible"]], "case": list(d["case"]),
-                                  "split": list(d["split"])}, list(d["channels"]), cam,
-           {"ct": str(args.ct), "mask": str(args.mask)})
     vis = d["visible"][0]
     log.info("%s: %d views, %d of %d landmarks visible in view 0 -> %s", name, views,
              int(vis.sum()), vis.size, out)
