@@ -125,6 +125,8 @@ def score(pred: np.ndarray, data: dict, idx: np.ndarray, spread=None) -> dict:
         "planted_macro_f1_true_points": macro_f1(pl_t, pl_true),
         "planted_confusion_predicted_points":
             classification_metrics(pl_t, pl_pred)["confusion_matrix"] if pl_t else [],
+        "planted_confusion_true_points":
+            classification_metrics(pl_t, pl_true)["confusion_matrix"] if pl_t else [],
         "per_level_mre_mm": {k: (float(np.mean(v)) if v else None, len(v))
                              for k, v in per_level.items()},
         "pixel_mm_detector": px_mm, "mm_at_spine": spine_mm,

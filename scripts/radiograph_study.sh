@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Landmark study on rendered lateral radiographs (docs/RADIOGRAPH.md): phantom DRRs of seeds 1 and
-# 2 (train / val by spine), a held-out cohort of seed 9, MINUTES of training (ARCH unet or hrnet),
+# 2 (train / val by spine), a held-out cohort of seed 9, MINUTES of training (ARCH unet or hrnet;
+# extra train.py flags in TRAIN_FLAGS, e.g. TRAIN_FLAGS="--lr_schedule cosine"),
 # the held-out scores at the run's ~10-minute weights and at its best, then the two real CTs of
 # the workspace (when ../shared/data is there). Prints one table.
 #   MINUTES=28 bash scripts/radiograph_study.sh [OUT]   (default /tmp/radiograph_study;
@@ -18,7 +19,7 @@ done
     --views 2 --output "$OUT/heldout_s9.npz"
 wait
 python radiograph/train.py --data "$OUT/train_s1.npz" "$OUT/train_s2.npz" --output "$OUT/run_$ARCH" \
-  --arch "$ARCH" --minutes "$MINUTES" --keep_steps --eval_every 150 --batch 8 --seed 0
+  --arch "$ARCH" --minutes "$MINUTES" --keep_steps --eval_every 150 --batch 8 --seed 0 ${TRAIN_FLAGS:-}
 # the weights at the first evaluation past 10 minutes of this run (log.csv: step, seconds, ...)
 early=$(awk -F, '$2 >= 600 {printf "%06d", $1; exit}' "$OUT/run_$ARCH/log.csv")
 python radiograph/evaluate.py --checkpoint "$OUT/run_$ARCH" --data "$OUT/heldout_s9.npz" --output "$OUT/eval_best"
