@@ -58,6 +58,7 @@ class HealthiVertModel:
         if cfg.ema_decay > 0:
             import copy
             self.netG_ema = copy.deepcopy(self.netG).eval().requires_grad_(False)
+        self.ema_updates = 0  # EMA steps so far (the warm-up below); saved in checkpoints
         self.inp: Dict[str, torch.Tensor] = {}
         self.out: Dict[str, torch.Tensor] = {}
         self.loss: Dict[str, torch.Tensor] = {}
@@ -231,10 +232,16 @@ class HealthiVertModel:
 
     @torch.no_grad()
     def update_ema(self) -> None:
-        """netG_ema <- decay * netG_ema + (1 - decay) * netG (parameters); buffers copied."""
+        """netG_ema <- d * netG_ema + (1 - d) * netG (parameters); buffers copied.
+
+        d = min(ema_decay, (1 + n) / (10 + n)) after n updates: the usual warm-up, so that a short
+        run's average is not dominated by the random initial weights (0.999 ** 800 = 0.45 of them
+        otherwise)."""
         if self.netG_ema is None:
             return
-        d = float(self.cfg.ema_decay)
+        n = self.ema_updates
+        d = min(float(self.cfg.ema_decay), (1.0 + n) / (10.0 + n))
+        self.ema_updates = n + 1
         for pe, p in zip(self.netG_ema.parameters(), self.netG.parameters()):
             pe.lerp_(p.detach(), 1.0 - d)
         for be, b in zip(self.netG_ema.buffers(), self.netG.buffers()):
@@ -303,6 +310,7 @@ class HealthiVertModel:
         sd.update({name: m.state_dict() for name, m in self.networks().items()})
         if self.netG_ema is not None:
             sd["netG_ema"] = self.netG_ema.state_dict()
+            sd["ema_updates"] = int(self.ema_updates)
         sd.update(optimizer_G=self.optimizer_G.state_dict(),
                   optimizer_D=self.optimizer_D.state_dict(), scaler=self.scaler.state_dict())
         return sd
@@ -323,6 +331,7 @@ class HealthiVertModel:
             m.load_state_dict(sd[name], strict=strict)
         if self.netG_ema is not None:
             self.netG_ema.load_state_dict(sd.get("netG_ema", sd["netG"]), strict=strict)
+            self.ema_updates = int(sd.get("ema_updates", 0))
         for name in ("optimizer_G", "optimizer_D", "scaler"):
             if name not in sd:
                 if strict:

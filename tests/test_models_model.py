@@ -192,11 +192,18 @@ def test_compute_losses_changes_no_weights():
 
 
 def test_ema_generator_averages_and_travels_in_the_checkpoint(tmp_path):
-    """--ema_decay d: after a step, every EMA parameter is d * old + (1 - d) * new; the average is
-    saved, restored, and is what synthesis loads."""
+    """--ema_decay d: after n updates every EMA parameter is e * old + (1 - e) * new with the
+    warm-up e = min(d, (1 + n) / (10 + n)) (0.1 at the first step, so the random initial weights
+    do not dominate a short run); the average and its step count are saved, restored, and are
+    what synthesis loads."""
     torch.manual_seed(0)
     b = make_batch(2, 64, 24, seed=4)
     m = HealthiVertModel(ModelConfig(**SMALL, ema_decay=0.9))
+    before = [p.detach().clone() for p in m.netG_ema.parameters()]
+    _steps(m, b, 1)
+    for old, pe, p in zip(before, m.netG_ema.parameters(), m.netG.parameters()):
+        torch.testing.assert_close(pe, 0.1 * old + 0.9 * p.detach())
+    m.ema_updates = 200                                 # warm-up over: the decay itself
     before = [p.detach().clone() for p in m.netG_ema.parameters()]
     _steps(m, b, 1)
     for old, pe, p in zip(before, m.netG_ema.parameters(), m.netG.parameters()):
@@ -208,6 +215,7 @@ def test_ema_generator_averages_and_travels_in_the_checkpoint(tmp_path):
     m2.load_state_dict(sd)
     for a, c in zip(m.netG_ema.state_dict().values(), m2.netG_ema.state_dict().values()):
         assert torch.equal(a, c)
+    assert m2.ema_updates == 201                        # exact resume of the warm-up
     assert HealthiVertModel(ModelConfig(**SMALL)).netG_ema is None      # off by default (paper)
 
 
