@@ -265,6 +265,9 @@ def train(opts: TrainOptions, info: DistInfo) -> "Trainer":
     trainer = Trainer(opts, info)
     if opts.run.continue_train:
         trainer.resume()
+    elif opts.run.init_generator:
+        from synthesis.model_io import init_generator
+        init_generator(trainer.model, opts.run.init_generator, opts.data.dataset_mode)
     if info.is_main:
         counts = trainer.model.parameter_counts()
         write_json(run_dir / "options.json", {**opts.to_dict(), "band_rows": trainer.cfg.band_rows,

@@ -47,6 +47,10 @@ class RunOptions:
     continue_train: bool = opt(False, "resume from <run>/ckpt/<epoch>.pth (exact resume)")
     epoch: str = opt("latest", "checkpoint to resume from: latest or an epoch number")
     overwrite: bool = opt(False, "delete an existing run folder of the same name first")
+    init_generator: str = opt("", "start the generator (not the discriminators) from these weights: a "
+                                  "shipped file (synthesis/weights/, sha256-checked) or a run's "
+                                  "checkpoint (its moving average when it has one); same architecture "
+                                  "and view required. Default: random initial weights (the paper)")
     device: str = opt("auto", "auto, cpu or cuda")
     amp: bool = opt(False, "mixed precision (CUDA only; ignored with a warning on CPU)")
     seed: int = opt(0, "global seed (weights, slice draws)")

@@ -50,6 +50,8 @@ def load_generator(path, device, expect_view: Optional[str] = None,
     from utils.checkpoint import load_checkpoint
 
     p = resolve_checkpoint(path)
+    if checkpoint is None:
+        verify_manifest(p)
     ckpt = checkpoint if checkpoint is not None else load_checkpoint(p, map_location="cpu")
     state = ckpt.get("model")
     if not isinstance(state, dict) or "config" not in state or "netG" not in state:
@@ -84,3 +86,47 @@ def load_generator(path, device, expect_view: Optional[str] = None,
                        float(band_mm) if band_mm is not None else None,
                        options.get("slice_fit"), bool(cfg.use_cam and options.get("cam_folder")), p, options,
                        ckpt)
+
+
+def verify_manifest(p: Path) -> None:
+    """A file listed in a ``MANIFEST.json`` beside it must have the listed sha256."""
+    import hashlib
+    from utils.fileio import read_json
+    manifest = p.parent / "MANIFEST.json"
+    if not manifest.is_file():
+        return
+    want = read_json(manifest).get("files", {}).get(p.name, {}).get("sha256")
+    if want and hashlib.sha256(p.read_bytes()).hexdigest() != want:
+        raise UserError(f"sha256 differs from {manifest.name} (a changed or partial copy; restore it with "
+                        "git checkout)", p)
+
+
+def init_generator(model, path, dataset_mode: str) -> None:
+    """Load a generator's weights (its moving average when it has one) into ``model.netG`` (and
+    its EMA copy) before training; the discriminators and optimisers start fresh. The stored
+    architecture and view must be this run's; anything else is a one-line UserError."""
+    from layout.runs import resolve_checkpoint
+    from utils.checkpoint import load_checkpoint
+    p = resolve_checkpoint(path)
+    verify_manifest(p)
+    ckpt = load_checkpoint(p, map_location="cpu")
+    state = ckpt.get("model")
+    if not isinstance(state, dict) or "config" not in state or "netG" not in state:
+        raise UserError("holds no generator weights or model config", p)
+    view = str((ckpt.get("options") or {}).get("dataset_mode", "aligned_sagittal"))
+    if view != dataset_mode:
+        raise UserError(f"generator was trained on {view} slices, this run is {dataset_mode}", p)
+    from models.healthivert_model import ARCH_FIELDS
+    stored = state["config"]
+    diff = [f"{f}={stored.get(f)!r} (run {getattr(model.cfg, f)!r})" for f in ARCH_FIELDS + ("image_size",)
+            if stored.get(f) != getattr(model.cfg, f)]
+    if diff:
+        raise UserError("generator architecture differs: " + ", ".join(diff), p)
+    weights = state.get("netG_ema", state["netG"])
+    try:
+        model.netG.load_state_dict(weights, strict=True)
+        if model.netG_ema is not None:
+            model.netG_ema.load_state_dict(weights, strict=True)
+    except (RuntimeError, KeyError, ValueError) as exc:
+        raise UserError(f"generator does not fit the model ({str(exc).splitlines()[0][:200]})", p) from None
+    log.info("generator initialised from %s (%s)", p, "EMA weights" if "netG_ema" in state else "netG")

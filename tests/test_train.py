@@ -186,3 +186,40 @@ def test_incompatible_checkpoint_is_user_error(phantom, tmp_path):
     torch.save(state, bad)
     with pytest.raises(UserError, match="does not fit"):
         load_trained_model(bad, "cpu")
+
+
+def test_init_generator_starts_from_given_weights_and_refuses_a_mismatch(phantom, tmp_path):
+    """--init_generator: the new run's generator (and its EMA copy) starts as the source run's
+    moving average, the discriminators do not; another view, another size or a changed shipped
+    file is a one-line error."""
+    from synthesis.model_io import init_generator
+    from utils.errors import UserError
+    ck = tmp_path / "ck"
+    src = run_train([*data_args(phantom), "--name", "src", "--checkpoints_dir", str(ck), *SMALL,
+                     "--batch_size", "4", "--max_steps", "3", "--ema_decay", "0.9", "--no_progress"])
+    src_file = ck / "src" / "ckpt" / "latest.pth"
+    ema = {k: v.clone() for k, v in src.model.netG_ema.state_dict().items()}
+    assert any(not torch.equal(ema[k], v) for k, v in src.model.netG.state_dict().items() if v.is_floating_point())
+    # one step at learning rate 0: the parameters are still the loaded ones
+    dst = run_train([*data_args(phantom), "--name", "dst", "--checkpoints_dir", str(ck), *SMALL,
+                     "--batch_size", "4", "--max_steps", "1", "--lr", "0", "--ema_decay", "0.9", "--no_progress",
+                     "--init_generator", str(src_file)])
+    for k, v in dst.model.netG.named_parameters():
+        assert torch.equal(v.detach(), ema[k]), k
+    for k, v in dst.model.netG_ema.named_parameters():
+        assert torch.equal(v.detach(), ema[k]), k
+    d_src = src.model.netD_global.state_dict()
+    assert any(not torch.equal(v, d_src[k]) for k, v in dst.model.netD_global.state_dict().items()
+               if v.is_floating_point())
+    with pytest.raises(UserError, match="coronal"):
+        init_generator(dst.model, src_file, "aligned_coronal")
+    import dataclasses
+    dst.model.cfg = dataclasses.replace(dst.model.cfg, image_size=dst.model.cfg.image_size * 2)
+    with pytest.raises(UserError, match="image_size"):
+        init_generator(dst.model, src_file, "aligned_sagittal")
+    shipped = tmp_path / "weights"
+    shipped.mkdir()
+    (shipped / "g.pth").write_bytes(src_file.read_bytes())
+    (shipped / "MANIFEST.json").write_text(json.dumps({"files": {"g.pth": {"sha256": "0" * 64}}}))
+    with pytest.raises(UserError, match="sha256"):
+        init_generator(dst.model, shipped / "g.pth", "aligned_sagittal")
