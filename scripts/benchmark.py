@@ -31,7 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 from utils.errors import UserError, run_cli
 from utils.fileio import read_json, write_json, write_text
 
-ENTRIES = ("phantom", "straighten", "scaling", "training", "synthesis", "rhlv", "cam", "radiograph")
+ENTRIES = ("phantom", "straighten", "scaling", "training", "synthesis", "rhlv", "cam", "radiograph",
+           "segmentation")
 CPU_ONLY = {"phantom", "straighten", "rhlv"}  # numpy/scipy code: there is no CUDA path to time
 COLUMNS = ("benchmark", "setting", "device", "seconds_median", "repeats", "ratio", "peak_mem_mb", "note")
 

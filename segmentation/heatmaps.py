@@ -47,12 +47,16 @@ class LearnableSigma(nn.Module):
 
 
 def heatmap_loss(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor,
-                 sigma: torch.Tensor = None, alpha: float = 0.0) -> torch.Tensor:
+                 sigma: torch.Tensor = None, alpha: float = 0.0, fg_weight: float = 0.0) -> torch.Tensor:
     """Mean squared error over the channels that are ``valid`` (B, C) (a landmark outside the crop
-    still has a known zero heatmap; an unlabelled one is not scored), plus ``alpha`` * mean(sigma^2)
+    still has a known zero heatmap; an unlabelled one is not scored), each voxel weighted
+    1 + ``fg_weight`` * target (0: plain L2, the paper; more: the few voxels near a centroid are not
+    drowned by the empty rest of the volume in a short training), plus ``alpha`` * mean(sigma^2)
     (the regulariser that stops a learnt width from growing to flatten the target)."""
     w = valid.view(*valid.shape, 1, 1, 1).to(pred.dtype)
-    n = w.sum().clamp_min(1.0) * pred[0, 0].numel()
+    if fg_weight:
+        w = w * (1.0 + fg_weight * target.detach())
+    n = valid.sum().clamp_min(1) * pred[0, 0].numel()
     loss = (((pred - target) ** 2) * w).sum() / n
     if sigma is not None and alpha > 0:
         loss = loss + alpha * (sigma ** 2).mean() / pred[0, 0].numel()

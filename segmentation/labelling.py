@@ -1,8 +1,9 @@
 """One anatomically consistent sequence of vertebrae from heatmap candidates.
 
 Each candidate is a (label, position, heatmap value). The chosen sequence is the best path through
-the candidates in label order, found exactly by dynamic programming over the levels (the graph is
-ordered, so the shortest-path of Payer et al.'s released code reduces to it):
+the candidates in label order, found by dynamic programming over the levels (the graph is
+ordered, so the shortest path of Payer et al.'s released code reduces to it; the one rule that is
+not local, a peak used once, is checked along each partial path):
 
   score = sum over chosen c of  (value(c) - threshold)
         + weight * sum over consecutive pairs (a, b) of  (exp(-m^2 / 2) - 0.5),
@@ -102,12 +103,23 @@ class Candidate:
     source: int = -1        # index of the peak it came from (copies share it)
 
 
-def candidates_from_peaks(peaks: Sequence[Tuple[int, np.ndarray, float]], copy_factor: float = 0.1
-                          ) -> List[Candidate]:
+def candidates_from_peaks(peaks: Sequence[Tuple[int, np.ndarray, float]], copy_factor: float = 0.1,
+                          same_mm: float = 8.0) -> List[Candidate]:
     """``(label, RAS mm, value)`` peaks -> candidates, each also offered to the two neighbouring
-    labels at ``copy_factor`` of its value."""
+    labels at ``copy_factor`` of its value. Peaks of different channels closer than ``same_mm``
+    are one physical vertebra: they share a source, so at most one of them is labelled."""
     out = []
+    pos_all = [np.asarray(p, float) for _, p, _ in peaks]
+    source = list(range(len(peaks)))
+    order = sorted(range(len(peaks)), key=lambda k: -peaks[k][2])      # the strongest peak names the group
+    for a_i, a in enumerate(order):
+        if source[a] != a:
+            continue
+        for b in order[a_i + 1:]:
+            if source[b] == b and np.linalg.norm(pos_all[a] - pos_all[b]) < same_mm:
+                source[b] = a
     for k, (lab, pos, val) in enumerate(peaks):
+        k = source[k]
         out.append(Candidate(int(lab), np.asarray(pos, float), float(val), k))
         i = CHANNELS.index(int(lab))
         if copy_factor > 0:

@@ -70,6 +70,9 @@ class SCN(nn.Module):
         self.spatial = nn.Sequential(*layers)
         nn.init.normal_(self.local.out.weight, std=1e-3)
         nn.init.normal_(self.spatial[-1].weight, std=1e-3)
+        # the product of two near-zero branches has no gradient into either: start the spatial
+        # branch at tanh(1) = 0.76 everywhere, so the local heatmaps learn first
+        nn.init.constant_(self.spatial[-1].bias, 1.0)
 
     @property
     def multiple(self) -> int:
@@ -97,6 +100,7 @@ class StageConfig:
     spatial_kernel: int = 7
     learn_sigma: bool = False
     sigma_alpha: float = 100.0
+    fg_weight: float = 0.0          # heatmap loss weight 1 + fg_weight * target (0 = plain L2, the paper)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -118,9 +122,9 @@ PRESETS = {
         "segmentation": StageConfig("segmentation", 1.0, (128, 128, 96), 64, 5, 3.0),
     },
     "cpu": {
-        "spine": StageConfig("spine", 8.0, (32, 32, 48), 12, 3, 16.0),
-        "vertebrae": StageConfig("vertebrae", 4.0, (32, 32, 48), 16, 3, 6.0, dropout=0.1, spatial_filters=16,
-                                 spatial_kernel=5),
+        "spine": StageConfig("spine", 8.0, (32, 32, 48), 12, 3, 16.0, fg_weight=10.0),
+        "vertebrae": StageConfig("vertebrae", 4.0, (32, 32, 48), 16, 4, 12.0, spatial_filters=16,
+                                 spatial_kernel=5, fg_weight=10.0),
         "segmentation": StageConfig("segmentation", 2.0, (48, 48, 32), 16, 3, 3.0),
     },
 }
