@@ -46,6 +46,9 @@ def stage_commands(out: Path, quick: bool, no_progress: bool) -> list:
                     "--cam_folder", str(cam), "--image_size", str(img), "--batch_size", "4",
                     "--max_steps", str(steps), "--max_minutes", str(minutes), "--print_freq", "5", "--n_epochs", "1000", "--n_epochs_decay", "0",
                     "--eval_freq", "0", "--overwrite", "--seed", "0"] + npf
+    # both GANs start from the generators shipped in synthesis/weights (trained for 40 minutes on
+    # a phantom cohort of another seed, MANIFEST.json), then train on this cohort for the budget
+    init = {v: ["--init_generator", str(GAN_WEIGHTS / f"gan_{v}_cpu.pth")] for v in ("sagittal", "coronal")}
     rhlv = ["--vertebra_json", str(vj), "--coronal"] + npf
     svm = ["--bootstrap", "200", "--morphometry_csv", str(res / "morphometry.csv")]
     coronal = not quick  # --quick: sagittal model only (3 RHLV features); full: 2.5D fusion (6)
@@ -70,9 +73,10 @@ def stage_commands(out: Path, quick: bool, no_progress: bool) -> list:
         ("Grad-CAM++", [PY, "Attention/grad_CAM_3d_sagittal.py", "--checkpoints_dir", str(ck), "--name", "classifier",
                         "--epoch", "best", "--dataroot", str(blocks), "--output", str(cam)] + npf),
         ("GAN training (sagittal)", [PY, "train.py", "--name", "gan_sagittal",
-                                     "--dataset_mode", "aligned_sagittal"] + train_common),
+                                     "--dataset_mode", "aligned_sagittal"] + train_common + init["sagittal"]),
         ("GAN training (coronal)", [PY, "train.py", "--name", "gan_coronal",
-                                    "--dataset_mode", "aligned_coronal"] + train_common) if coronal else None,
+                                    "--dataset_mode", "aligned_coronal"] + train_common + init["coronal"])
+        if coronal else None,
         ("test.py", [PY, "test.py", "--dataroot", str(blocks), "--vertebra_json", str(vj), "--checkpoints_dir", str(ck),
                      "--name", "gan_sagittal", "--phase", "val", "--results_dir", str(res / "test")] + npf),
         ("3D synthesis (2.5D)" if coronal else "3D synthesis (sagittal)", [
@@ -111,11 +115,36 @@ def stage_commands(out: Path, quick: bool, no_progress: bool) -> list:
                               "--output", str(fig / "height_maps.png")]),
     ]
     stages += real_scan_stages(out, fig)
+    stages += raw_ct_stages(out, no_progress)
     stages += radiograph_stages(out, no_progress)
     return [st for st in stages if st is not None]
 
 
+SEGMENTATION_WEIGHTS = ROOT / "segmentation" / "weights"
+
+
+def raw_ct_stages(out: Path, no_progress: bool) -> list:
+    """From raw CT: the demo's phantom CTs segmented with the shipped weights (no label map
+    given), scored against the phantom's masks, straightened and measured; the summary page puts
+    the grades from predicted masks beside those from the reference masks."""
+    seg, cohort = out / "from_raw_ct", out / "phantom"
+    npf = ["--no_progress"] if no_progress else []
+    return [
+        ("segmentation: raw CT -> masks (shipped weights)", [PY, "segmentation/predict.py", str(cohort / "raw"),
+                                                             "--output", str(seg / "pred")] + npf),
+        ("segmentation vs phantom masks", [PY, "segmentation/evaluate.py", "--pred", str(seg / "pred"),
+                                           "--gt", str(cohort), "--output", str(seg / "evaluation")]),
+        ("straighten predicted masks", [PY, "straighten/straighten_mask_3d.py", "--dataroot", str(seg / "pred"),
+                                        "--output", str(seg / "blocks"), "--workers", "2"] + npf),
+        ("morphometry from predicted masks", [PY, "evaluation/morphometry.py", "--label_dir",
+                                              str(seg / "blocks" / LABEL_DIR), "--vertebra_json",
+                                              str(cohort / "vertebra_data.json"), "--output",
+                                              str(seg / "morphometry.csv")] + npf),
+    ]
+
+
 RADIOGRAPH_WEIGHTS = ROOT / "radiograph" / "weights" / "landmarks_cpu.pth"
+GAN_WEIGHTS = ROOT / "synthesis" / "weights"
 
 
 def radiograph_stages(out: Path, no_progress: bool) -> list:

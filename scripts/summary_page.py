@@ -131,6 +131,41 @@ def _radiograph_section(out: Path) -> str:
     return "\n".join(parts)
 
 
+def _raw_ct_section(out: Path) -> str:
+    """Segmentation of the demo's CTs with the shipped weights: VerSe metrics against the
+    phantom masks, and the morphometry grade of each vertebra from the predicted masks next to
+    the grade from the reference masks."""
+    seg = out / "from_raw_ct"
+    m = seg / "evaluation" / "metrics.json"
+    if not m.is_file():
+        return ""
+    d = json.loads(m.read_text(encoding="utf-8"))
+    a = d["all"]
+    parts = ["<h2>From raw CT: vertebrae found and segmented by segmentation/ (shipped weights)</h2>",
+             "<p class=note>The demo's phantom CTs segmented with no label map given "
+             "(segmentation/weights/MANIFEST.json), scored against the phantom's masks (VerSe rules: "
+             "identified = the right label within 20 mm and closest), then straightened and measured.</p>",
+             _table(pd.DataFrame([{"cases": len(d["cases"]), "reference vertebrae": a["n_gt"],
+                                   "identification rate": a["identification_rate"],
+                                   "localisation error mm": a["localisation_error_mm"], "mean Dice": a["dice"],
+                                   "HD95 mm": a["hd95_mm"], "missed": a["missed"], "extra": d["extra"]}]))]
+    pred, ref = seg / "morphometry.csv", out / "results" / "morphometry.csv"
+    if pred.is_file() and ref.is_file():
+        p, r = pd.read_csv(pred), pd.read_csv(ref)
+        if {"key", "morph_grade"} <= set(p.columns) and {"key", "morph_grade", "grade"} <= set(r.columns):
+            j = r[["key", "grade", "morph_grade"]].rename(columns={"grade": "planted grade",
+                                                                  "morph_grade": "grade (reference masks)"})
+            j = j.merge(p[["key", "morph_grade"]].rename(columns={"morph_grade": "grade (predicted masks)"}),
+                        on="key", how="left")
+            both = j.dropna()
+            agree = float((both["grade (reference masks)"] == both["grade (predicted masks)"]).mean()) \
+                if len(both) else float("nan")
+            parts.append(f"<p class=note>Morphometry grades: {len(both)} of {len(j)} vertebrae measured from both "
+                         f"mask sets; the same grade in {agree:.0%} of them.</p>")
+            parts.append(_table(j))
+    return "\n".join(parts)
+
+
 def build_page(out: Path) -> Path:
     """Write ``<out>/index.html`` and return its path."""
     out = Path(out)
@@ -163,6 +198,7 @@ def build_page(out: Path) -> Path:
                       "<p class=note>mean |RHLV - planted loss| in percentage points, per third</p>",
                       by.reset_index().rename(columns={"index": "group"}).to_html(
                           index=False, float_format=lambda v: f"{v:.2f}", border=0)]
+    parts.append(_raw_ct_section(out))
     parts.append(_radiograph_section(out))
     imgs = sorted(fig.glob("*.png")) if fig.is_dir() else []
     if imgs:
