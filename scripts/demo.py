@@ -136,9 +136,9 @@ def raw_ct_stages(out: Path, no_progress: bool) -> list:
                                            "--gt", str(cohort), "--output", str(seg / "evaluation")]),
         ("straighten predicted masks", [PY, "straighten/straighten_mask_3d.py", "--dataroot", str(seg / "pred"),
                                         "--output", str(seg / "blocks"), "--workers", "2"] + npf),
+        # every block found (the predicted levels), not the cohort's keys: a missed level has no block
         ("morphometry from predicted masks", [PY, "evaluation/morphometry.py", "--label_dir",
-                                              str(seg / "blocks" / LABEL_DIR), "--vertebra_json",
-                                              str(cohort / "vertebra_data.json"), "--output",
+                                              str(seg / "blocks" / LABEL_DIR), "--output",
                                               str(seg / "morphometry.csv")] + npf),
     ]
 
