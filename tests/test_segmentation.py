@@ -12,8 +12,8 @@ import torch
 
 from data.volume import Volume
 from phantom.case import render_case
-from segmentation.grid import Grid, canonical_grid, to_grid, to_scan
-from segmentation.heatmaps import CHANNEL_OF, CHANNELS, LearnableSigma, find_peaks, gaussian_heatmaps, heatmap_loss
+from segmentation.grid import canonical_grid, to_grid, to_scan
+from segmentation.heatmaps import CHANNELS, LearnableSigma, find_peaks, gaussian_heatmaps, heatmap_loss
 from segmentation.labelling import PairStats, candidates_from_peaks, label_sequence, successors
 from segmentation.networks import PRESETS, SCN, UNet3D, build
 from spine.anatomy import LEVEL_IDS, L6, T13
