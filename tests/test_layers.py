@@ -7,7 +7,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = ["utils", "spine", "data", "layout", "straighten", "models", "evaluation", "phantom",
-          "radiograph", "synthesis", "training", "options", "Attention", "benchmarks", "scripts", "hv"]
+          "radiograph", "segmentation", "synthesis", "training", "options", "Attention", "benchmarks", "scripts", "hv"]
 RANK = {p: i for i, p in enumerate(LAYERS)}
 
 
