@@ -35,11 +35,16 @@ class Grid:
         return idx * np.diag(self.affine)[:3] + self.affine[:3, 3]
 
 
-def canonical_grid(vol: Volume, spacing: float) -> Grid:
-    """The RAS grid of ``spacing`` mm covering every voxel centre of ``vol``."""
+def scan_corners_mm(vol: Volume) -> np.ndarray:
+    """(8, 3) RAS mm of the corner voxel centres of ``vol``."""
     corners = np.array([[i, j, k] for i in (0, vol.shape[0] - 1) for j in (0, vol.shape[1] - 1)
                         for k in (0, vol.shape[2] - 1)], np.float64)
-    w = vol.voxel_to_world(corners)
+    return vol.voxel_to_world(corners)
+
+
+def canonical_grid(vol: Volume, spacing: float) -> Grid:
+    """The RAS grid of ``spacing`` mm covering every voxel centre of ``vol``."""
+    w = scan_corners_mm(vol)
     lo, hi = w.min(0), w.max(0)
     shape = tuple(int(np.floor((h - l) / spacing + 1e-6)) + 1 for l, h in zip(lo, hi))
     aff = np.diag([spacing, spacing, spacing, 1.0])

@@ -130,6 +130,7 @@ PRESETS = {
 }
 
 STAGES = ("spine", "vertebrae", "segmentation")
+KIND = "segmentation-stage"             # the ``kind`` of a stage checkpoint
 
 
 def build(cfg: StageConfig) -> nn.Module:

@@ -9,7 +9,6 @@
 """
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,16 +19,14 @@ import torch
 from scipy import ndimage
 
 from data.volume import Volume
-from segmentation.grid import Grid, box_in_scan, canonical_grid, normalise_ct, to_grid, to_scan
+from segmentation.grid import Grid, box_in_scan, canonical_grid, normalise_ct, scan_corners_mm, to_grid, to_scan
 from segmentation.heatmaps import CHANNELS, find_peaks, gaussian_heatmaps
 from segmentation.labelling import PairStats, candidates_from_peaks, label_sequence
-from segmentation.networks import STAGES, StageConfig, build
+from segmentation.networks import KIND, STAGES, StageConfig, build
 from segmentation.samples import AIR_HU
-from utils.checkpoint import load_checkpoint, load_model_state
+from utils.checkpoint import load_checkpoint, load_model_state, verify_manifest
 from utils.errors import UserError
-from utils.fileio import read_json
 
-KIND = "segmentation-stage"
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights"
 
 
@@ -43,13 +40,7 @@ class Stage:
 def load_stage(path, stage: str, device="cpu") -> Stage:
     """One stage's network from its checkpoint; a missing, foreign or changed file is a UserError."""
     p = Path(path)
-    manifest = p.parent / "MANIFEST.json"
-    if p.is_file() and manifest.is_file():
-        files = read_json(manifest).get("files", {})
-        want = files.get(p.name, {}).get("sha256")
-        if want and hashlib.sha256(p.read_bytes()).hexdigest() != want:
-            raise UserError(f"sha256 differs from {manifest.name} (a changed or partial copy; restore it "
-                            "with git checkout)", p)
+    verify_manifest(p)
     ck = load_checkpoint(p)
     if ck.get("kind") != KIND:
         raise UserError(f"not a segmentation stage checkpoint (kind {ck.get('kind')!r})", p)
@@ -153,9 +144,7 @@ def locate_vertebrae(heat: np.ndarray, grid: Grid, stats: PairStats, ct: Volume,
 
 
 def _scan_z_range(ct: Volume):
-    corners = np.array([[i, j, k] for i in (0, ct.shape[0] - 1) for j in (0, ct.shape[1] - 1)
-                        for k in (0, ct.shape[2] - 1)])
-    z = ct.voxel_to_world(corners)[:, 2]
+    z = scan_corners_mm(ct)[:, 2]
     return float(z.min()), float(z.max())
 
 

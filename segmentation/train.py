@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from segmentation.samples import Augment, load_cases, patch_image, sample_patch
 from segmentation.heatmaps import CHANNEL_OF, CHANNELS, gaussian_heatmaps, heatmap_loss
 from segmentation.labelling import PairStats
-from segmentation.networks import PRESETS, STAGES, StageConfig, build
+from segmentation.networks import KIND, PRESETS, STAGES, StageConfig, build
 from utils.checkpoint import capture_rng, load_checkpoint, load_model_state, restore_rng, save_checkpoint
 from utils.device import resolve_device
 from utils.errors import UserError, run_cli
@@ -35,7 +35,6 @@ from utils.fileio import write_json
 from utils.seed import seed_everything
 
 log = logging.getLogger("segmentation.train")
-KIND = "segmentation-stage"
 
 
 def stage_batch(cfg: StageConfig, cases, rng, aug, batch: int):

@@ -51,6 +51,7 @@ def load_generator(path, device, expect_view: Optional[str] = None,
 
     p = resolve_checkpoint(path)
     if checkpoint is None:
+        from utils.checkpoint import verify_manifest
         verify_manifest(p)
     ckpt = checkpoint if checkpoint is not None else load_checkpoint(p, map_location="cpu")
     state = ckpt.get("model")
@@ -88,25 +89,12 @@ def load_generator(path, device, expect_view: Optional[str] = None,
                        ckpt)
 
 
-def verify_manifest(p: Path) -> None:
-    """A file listed in a ``MANIFEST.json`` beside it must have the listed sha256."""
-    import hashlib
-    from utils.fileio import read_json
-    manifest = p.parent / "MANIFEST.json"
-    if not manifest.is_file():
-        return
-    want = read_json(manifest).get("files", {}).get(p.name, {}).get("sha256")
-    if want and hashlib.sha256(p.read_bytes()).hexdigest() != want:
-        raise UserError(f"sha256 differs from {manifest.name} (a changed or partial copy; restore it with "
-                        "git checkout)", p)
-
-
 def init_generator(model, path, dataset_mode: str) -> None:
     """Load a generator's weights (its moving average when it has one) into ``model.netG`` (and
     its EMA copy) before training; the discriminators and optimisers start fresh. The stored
     architecture and view must be this run's; anything else is a one-line UserError."""
     from layout.runs import resolve_checkpoint
-    from utils.checkpoint import load_checkpoint
+    from utils.checkpoint import load_checkpoint, verify_manifest
     p = resolve_checkpoint(path)
     verify_manifest(p)
     ckpt = load_checkpoint(p, map_location="cpu")
