@@ -150,3 +150,113 @@ class HealthiVertGenerator(nn.Module):
 def build_healthivert(cfg) -> nn.Module:
     """The paper's two-stage generator (``cfg.use_contextual_attention`` switches the CA step)."""
     return HealthiVertGenerator(cfg.ngf, cfg.use_contextual_attention)
+
+
+# ---------------------------------------------------------------------------------------------
+# The authors' layout (``--generator healthivert_paper``; ``--preset paper``). Same encoders,
+# dilated stacks and contextual attention as above; what differs:
+#
+# * one decoder per stage whose last features feed two 3x3 heads (image: linear, clamped;
+#   segmentation: sigmoid) instead of two separate decoders;
+# * in the coarse decoder the ``1 - CAM`` skip is mixed in by its own conv (4c + 1 -> 4c at 1/2
+#   resolution before the 4c -> 2c conv, 2c + 1 -> 2c at full resolution before the 2c -> c conv),
+#   and the skip is resized by nearest sampling (every other pixel), not by area;
+# * the fine stage has three convs at 1/4 after the merge instead of two (merge, then two), and
+#   both final heads see the coarse image;
+# * the height heads read the coarse features after the dilated stack (before the two 1/4 convs)
+#   and the fine features right after the merge conv.
+# 0.987 M parameters at ngf 16 (ours 0.971 M).
+# ---------------------------------------------------------------------------------------------
+
+
+def _nearest_half(x: torch.Tensor, size) -> torch.Tensor:
+    """Nearest resize of a skip map to ``size`` (the authors' ``1 - CAM`` at 1/2)."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return torch.nn.functional.interpolate(x, size=tuple(size), mode="nearest")
+
+
+class _Heads(nn.Module):
+    """(B, in_ch, H, W) -> image (linear, clamped to [-1, 1]) and segmentation (sigmoid)."""
+
+    def __init__(self, in_ch: int):
+        super().__init__()
+        self.img = SNConv(in_ch, 1, activation="none")
+        self.seg = SNConv(in_ch, 1, activation="none")
+
+    def forward(self, x):
+        return torch.clamp(self.img(x), -1.0, 1.0), torch.sigmoid(self.seg(x))
+
+
+class PaperCoarseGenerator(nn.Module):
+    """Stage 1, the authors' layout. Same call and outputs as :class:`CoarseGenerator`."""
+
+    def __init__(self, ngf: int = 16):
+        super().__init__()
+        c = ngf
+        self.enc = _encoder(3, c, (1, 2, 2, 4))
+        self.mid = nn.Sequential(SNConv(4 * c, 4 * c), SNConv(4 * c, 4 * c), _dilated(4 * c))
+        self.post = nn.Sequential(SNConv(4 * c, 4 * c), SNConv(4 * c, 4 * c))
+        self.mix_half = SNConv(4 * c + 1, 4 * c)
+        self.dec_half = nn.Sequential(SNConv(4 * c, 2 * c), SNConv(2 * c, 2 * c))
+        self.mix_full = SNConv(2 * c + 1, 2 * c)
+        self.dec_full = nn.Sequential(SNConv(2 * c, c), SNConv(c, c // 2))
+        self.heads = _Heads(c // 2)
+        self.height = nn.Linear(4 * c, 1)
+
+    def forward(self, x: torch.Tensor, inv_cam: torch.Tensor):
+        feat = self.mid(self.enc(x))
+        h = _height_head(self.height, feat)
+        y = up2(self.post(feat))
+        y = self.dec_half(self.mix_half(torch.cat([y, _nearest_half(inv_cam, y.shape[-2:])], 1)))
+        y = up2(y)
+        y = self.dec_full(self.mix_full(torch.cat([y, inv_cam], 1)))
+        img, seg = self.heads(y)
+        return img, seg, h
+
+
+class PaperFineGenerator(nn.Module):
+    """Stage 2, the authors' layout. Same call and outputs as :class:`FineGenerator`."""
+
+    def __init__(self, ngf: int = 16, use_contextual_attention: bool = True):
+        super().__init__()
+        c = ngf
+        self.conv_branch = nn.Sequential(_encoder(4, c, (1, 1, 2, 2)), SNConv(2 * c, 4 * c),
+                                         SNConv(4 * c, 4 * c), _dilated(4 * c))
+        self.att_enc = nn.Sequential(_encoder(4, c, (1, 1, 2, 4)), SNConv(4 * c, 4 * c),
+                                     SNConv(4 * c, 4 * c, activation="relu"))
+        self.use_ca = use_contextual_attention
+        self.ca = ContextualAttention(ksize=3, rate=2, fuse_k=3, softmax_scale=10.0)
+        self.att_dec = nn.Sequential(SNConv(4 * c, 4 * c), SNConv(4 * c, 4 * c))
+        self.merge = SNConv(8 * c, 4 * c)
+        self.post = nn.Sequential(SNConv(4 * c, 4 * c), SNConv(4 * c, 4 * c))
+        self.dec_half = nn.Sequential(SNConv(4 * c, 2 * c), SNConv(2 * c, 2 * c))
+        self.dec_full = nn.Sequential(SNConv(2 * c, c), SNConv(c, c // 2))
+        self.heads = _Heads(c // 2 + 1)
+        self.height = nn.Linear(4 * c, 1)
+
+    def forward(self, x: torch.Tensor, band: torch.Tensor, coarse_img: torch.Tensor):
+        xa = self.conv_branch(x)
+        fa = self.att_enc(x)
+        if self.use_ca:
+            fa = self.ca(fa, fa, band)
+        feat = self.merge(torch.cat([xa, self.att_dec(fa)], 1))
+        h = _height_head(self.height, feat)
+        y = self.dec_full(up2(self.dec_half(up2(self.post(feat)))))
+        img, seg = self.heads(torch.cat([y, coarse_img.to(y.dtype)], 1))
+        return img, seg, h
+
+
+class PaperHealthiVertGenerator(HealthiVertGenerator):
+    """The authors' layout of both stages; same inputs and outputs as :class:`HealthiVertGenerator`."""
+
+    def __init__(self, ngf: int = 16, use_contextual_attention: bool = True):
+        nn.Module.__init__(self)
+        self.coarse = PaperCoarseGenerator(ngf)
+        self.fine = PaperFineGenerator(ngf, use_contextual_attention)
+
+
+@register_generator("healthivert_paper")
+def build_healthivert_paper(cfg) -> nn.Module:
+    """The authors' generator layout (shared decoder per stage with two heads; 0.987 M at ngf 16)."""
+    return PaperHealthiVertGenerator(cfg.ngf, cfg.use_contextual_attention)

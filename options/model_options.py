@@ -16,13 +16,18 @@ DERIVED = ("image_size", "band_rows", "amp")
 RENAME = {"generator": "netG", "discriminator": "netD"}
 
 HELP = {
-    "generator": "generator architecture (registry key)",
+    "generator": "generator architecture: healthivert (ours: separate image and segmentation "
+                 "decoders, 0.971 M) or healthivert_paper (the authors' layout: one decoder per "
+                 "stage with two heads, 0.987 M; --preset paper)",
     "discriminator": "discriminator architecture (registry key; three are built: global, "
                      "shape, local band)",
     "ngf": "generator base width (paper 16: ~0.99 M parameters)",
     "ndf": "discriminator base width (paper 64: ~2.76 M parameters each)",
     "n_layers_D": "PatchGAN layers (3 = 70x70 receptive field)",
     "local_cols": "columns of the local-band discriminator crop (central columns)",
+    "local_input": "local discriminator input: crop (the band rows x local_cols, ours) or padded "
+                   "(the whole image with everything outside them set to 0, the authors'; "
+                   "--preset paper)",
     "use_cam": "HGAM: feed 1 - CAM into the coarse decoder (--no-use_cam: all ones; ablation)",
     "use_edge": "EEM edge loss (--no-use_edge: ablation)",
     "edge_on_binary": "original EEM: edges of the thresholded segmentation (zero gradient)",
@@ -55,8 +60,9 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     from models.registry import DISCRIMINATORS, GENERATORS
     choices = {"generator": sorted(GENERATORS), "discriminator": sorted(DISCRIMINATORS),
                "l1_norm": None}
-    from models.config import L1_NORMS
+    from models.config import L1_NORMS, LOCAL_INPUTS
     choices["l1_norm"] = list(L1_NORMS)
+    choices["local_input"] = list(LOCAL_INPUTS)
     group = parser.add_argument_group("model (models.config.ModelConfig)")
     for f in dataclasses.fields(ModelConfig):
         if f.name in DERIVED:
