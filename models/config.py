@@ -25,6 +25,7 @@ from typing import Any, Dict
 
 L1_NORMS = ("per_sample", "original")
 EDGE_OPERATORS = ("sobel_clip", "sobel_normalised")
+LOCAL_INPUTS = ("crop", "padded")
 L1_BAND_SCALE = 200.0 / 12.0  # original's 1280 / batch * (band / H) at its batch size 12
 
 
@@ -53,6 +54,7 @@ class ModelConfig:
     band_rows: int = 40
     image_size: int = 256
     local_cols: int = 70
+    local_input: str = "crop"
     use_cam: bool = True
     use_edge: bool = True
     edge_on_binary: bool = False
@@ -93,6 +95,8 @@ class ModelConfig:
                              f">= {dmin} rows)")
         if self.local_width < dmin:
             raise ValueError(f"local_cols must be >= {dmin}, got {self.local_cols}")
+        if self.local_input not in LOCAL_INPUTS:
+            raise ValueError(f"local_input must be one of {LOCAL_INPUTS}, got {self.local_input!r}")
         if self.edge_operator not in EDGE_OPERATORS:
             raise ValueError(f"edge_operator must be one of {EDGE_OPERATORS}, got {self.edge_operator!r}")
         if not -1.0 <= self.hole_fill <= 1.0:

@@ -157,10 +157,23 @@ class HealthiVertModel:
             o[f"{stage}_H"] = H
             o[f"{stage}_index"] = idx
             o[f"{stage}_comp"] = shrm_composite(o[f"{stage}_img"], x["B"], idx)
-            o[f"{stage}_local"] = band_crop(o[f"{stage}_comp"], x["band_top"], cfg.band_rows, width)
+            o[f"{stage}_local"] = self._local(o[f"{stage}_comp"], width)
         o["fine_seg_comp"] = shrm_composite(o["fine_seg"], None, o["fine_index"])
-        o["real_local"] = band_crop(x["B"], x["band_top"], cfg.band_rows, width)
+        o["real_local"] = self._local(x["B"], width)
         self.out = o
+
+    def _local(self, img: torch.Tensor, width: int) -> torch.Tensor:
+        """The local discriminator's input: the band rows x the central ``width`` columns, as a
+        crop (``local_input='crop'``, (B, 1, band_rows, width)) or, as the authors did, the whole
+        image with everything else set to 0 (``'padded'``, (B, 1, H, W))."""
+        x = self.inp
+        if self.cfg.local_input == "crop":
+            return band_crop(img, x["band_top"], self.cfg.band_rows, width)
+        n_cols = img.shape[-1]
+        c0 = (n_cols - width) // 2
+        cols = torch.zeros(n_cols, device=img.device, dtype=img.dtype)
+        cols[c0:c0 + width] = 1
+        return img * x["mask"].to(img.dtype) * cols
 
     def _d_losses(self, wrapped: bool = True) -> torch.Tensor:
         o, x = self.out, self.inp
@@ -264,7 +277,8 @@ class HealthiVertModel:
         return dict(self.loss)
 
     def get_current_visuals(self) -> Dict[str, torch.Tensor]:
-        """Detached panels (B, 1, H, W) except ``fake_B_local`` (B, 1, band_rows, local_width).
+        """Detached panels (B, 1, H, W) except ``fake_B_local`` (B, 1, band_rows, local_width)
+        with ``local_input='crop'``.
         Images in [-1, 1], masks/CAM in [0, 1]; ``fake_B`` is the SHRM composite (target frame),
         ``fake_B_mask_raw`` / ``fake_B_coarse`` / ``coarse_seg_binary`` are raw (A's frame)."""
         o, x = self.out, self.inp

@@ -261,3 +261,59 @@ def test_paper_adversarial_terms_hole_fill_and_edge_scale(monkeypatch):
     step[..., 4:] = 1.0
     assert float(L.edge_map(step, "sobel_clip").max()) == 1.0
     assert abs(float(L.edge_map(step, "sobel_normalised").max()) - 0.5) < 1e-3
+
+
+def test_paper_generator_is_the_authors_layout():
+    """``healthivert_paper``: 0.987 M parameters at ngf 16 (coarse 0.410 M, fine 0.577 M; ours
+    0.971 M), one decoder per stage feeding both heads, and height heads that read the features
+    the authors read: the coarse one before the two 1/4 convs, the fine one right after the merge."""
+    from models.generator import HealthiVertGenerator, PaperHealthiVertGenerator
+    from models.registry import build_generator
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    paper, ours = PaperHealthiVertGenerator(16).eval(), HealthiVertGenerator(16).eval()
+    assert (count(paper), count(paper.coarse), count(paper.fine)) == (986888, 409771, 577117)
+    assert count(ours) == 970767
+    assert isinstance(build_generator(ModelConfig(generator="healthivert_paper")), PaperHealthiVertGenerator)
+    torch.manual_seed(0)
+    b = make_batch(2, 64, 24, seed=3)
+    args = (b["A"], b["mask"], b["slice_ratio"].float(), 1 - b["CAM"])
+    for g, late in ((paper.coarse, "post"), (paper.fine, "post")):
+        before = paper(*args)
+        with torch.no_grad():
+            for p in getattr(g, late).parameters():
+                p.add_(torch.randn_like(p))
+        after = paper(*args)
+        stage = "coarse" if g is paper.coarse else "fine"
+        assert torch.equal(before[f"{stage}_height"], after[f"{stage}_height"])
+        assert not torch.equal(before[f"{stage}_img"], after[f"{stage}_img"])
+        assert not torch.equal(before[f"{stage}_seg"], after[f"{stage}_seg"])
+    # ours reads the coarse height after its last 1/4 convs: the same perturbation moves it
+    before = ours(*args)["coarse_height"]
+    with torch.no_grad():
+        for p in ours.coarse.mid[-1].parameters():
+            p.add_(torch.randn_like(p))
+    assert not torch.equal(before, ours(*args)["coarse_height"])
+
+
+def test_local_discriminator_input_crop_or_zero_padded_image():
+    """``local_input='padded'`` (the authors'): the whole image, zero outside the band rows and
+    the central ``local_cols`` columns; ``'crop'`` (ours): exactly those pixels as a crop."""
+    b = make_batch(2, 64, 24, seed=4)
+    out = {}
+    for mode in ("crop", "padded"):
+        torch.manual_seed(0)
+        m = HealthiVertModel(ModelConfig(**SMALL, local_cols=30, local_input=mode))
+        m.set_input(b)
+        m.forward()
+        out[mode] = m.out
+        m.optimize_parameters()  # the local D takes either shape
+    crop, pad = out["crop"]["real_local"], out["padded"]["real_local"]
+    assert crop.shape == (2, 1, 24, 30) and pad.shape == (2, 1, 64, 64)
+    for i in range(2):
+        a = int(b["band_top"][i])
+        assert torch.equal(pad[i, :, a:a + 24, 17:47], crop[i])
+        inside = torch.zeros(64, 64, dtype=torch.bool)
+        inside[a:a + 24, 17:47] = True
+        assert float(pad[i, 0][~inside].abs().max()) == 0.0
+    assert torch.equal(out["crop"]["fine_local"], out["padded"]["fine_local"][..., 17:47].gather(
+        2, (b["band_top"].view(2, 1, 1, 1) + torch.arange(24).view(1, 1, 24, 1)).expand(2, 1, 24, 30)))
