@@ -59,6 +59,7 @@ def _dataset(o: TestOptions, trained: dict, band_rows: Optional[int] = None) -> 
         image_size=pick(o.image_size, "image_size", 256),
         fit=pick(o.slice_fit, "slice_fit", "crop"), random_slices=False,
         seed=int(trained.get("seed", 0)), cache_blocks=0, allow_missing_cam=o.allow_missing_cam,
+        coronal_band=str(trained.get("coronal_band", "canvas")),  # as trained (older runs: canvas)
         # the band the model was trained with, in rows (not re-derived from these blocks' spacing),
         # unless --band_mm asks for another
         band_rows=None if o.band_mm is not None else band_rows)

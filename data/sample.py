@@ -46,11 +46,13 @@ def target_rows_batch(labels: np.ndarray, step_labels, min_px):
 def build_samples(images: np.ndarray, labels: np.ndarray, cams: Optional[np.ndarray],
                   step_labels: Sequence[int], ratios: Sequence[float], band_rows: int, min_px,
                   keys: Sequence[str], slice_indices: Sequence[int], device=None,
-                  not_healthy: Optional[Sequence[Sequence[int]]] = None) -> Dict:
+                  not_healthy: Optional[Sequence[Sequence[int]]] = None,
+                  band_cols: Optional[Sequence[int]] = None) -> Dict:
     """The GAN batch dict for a stack: images ``(N, H, W)`` in [-1, 1], labels ``(N, H, W)``,
     cams ``(N, H, W)`` in [0, 1] or None (zeros); ``band_rows`` the training band height (rows);
-    ``not_healthy[i]``: labels left out of slice i's ``normal_vert``. Image tensors are
-    ``(N, 1, H, W)`` float32 on ``device``."""
+    ``not_healthy[i]``: labels left out of slice i's ``normal_vert``; ``band_cols`` ``(c0, c1)``
+    or ``(N, 2)``: the band (hole) mask covers only these columns (a coronal slice on a wider
+    canvas; outside them the band rows of ``A`` keep the canvas padding), None: every column. Image tensors are ``(N, 1, H, W)`` float32 on ``device``."""
     n, h, w = images.shape
     step_labels = np.asarray(step_labels).reshape(-1)
     tgt, x1, x2 = target_rows_batch(labels, step_labels, min_px)
@@ -64,7 +66,14 @@ def build_samples(images: np.ndarray, labels: np.ndarray, cams: Optional[np.ndar
                 neigh[i] &= ~np.isin(labels[i], np.asarray(skip))
     cams = np.zeros((n, h, w), np.float32) if cams is None else cams.astype(np.float32)
     stack = bd.apply_source_rows(np.stack([neigh.astype(np.float32), cams], axis=1), src, 0.0, 0.0)
-    band = np.repeat(bd.band_mask_rows(a, band_rows, h)[:, :, None], w, axis=2)
+    rows = bd.band_mask_rows(a, band_rows, h).astype(bool)  # (N, H)
+    band = np.repeat(rows[:, :, None], w, axis=2).astype(np.float32)
+    if band_cols is not None:  # the hole is the slice's columns; the canvas padding stays padding
+        cols = np.broadcast_to(np.asarray(band_cols, np.int64).reshape(-1, 2), (n, 2))
+        c = np.arange(w)[None, :]
+        outside = (c < cols[:, :1]) | (c >= cols[:, 1:])  # (N, W)
+        band[np.broadcast_to(outside[:, None, :], band.shape)] = 0.0
+        a_img[rows[:, :, None] & outside[:, None, :]] = IMAGE_FILL
 
     def t(x):  # (N, H, W) -> (N, 1, H, W) float32 tensor
         out = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[:, None]
@@ -84,10 +93,10 @@ def build_samples(images: np.ndarray, labels: np.ndarray, cams: Optional[np.ndar
 
 def one_sample(img: np.ndarray, lab: np.ndarray, cam: Optional[np.ndarray], label: int,
                band_rows: int, min_px: int, ratio: float, key: str, slice_index: int,
-               not_healthy: Sequence[int] = ()) -> dict:
+               not_healthy: Sequence[int] = (), band_cols: Optional[Sequence[int]] = None) -> dict:
     """:func:`build_samples` for one slice ``(H, W)``, as a dataset item (no batch axis: image
     tensors ``(1, H, W)``, scalars 0-d)."""
     batch = build_samples(img[None], lab[None], None if cam is None else cam[None], [label],
                           [ratio], band_rows, min_px, [key], [slice_index],
-                          not_healthy=[list(not_healthy)])
+                          not_healthy=[list(not_healthy)], band_cols=band_cols)
     return {k: v[0] for k, v in batch.items()}

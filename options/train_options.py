@@ -7,7 +7,7 @@ import argparse
 from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple
 
-from training.dataset import DATASET_MODES, FIT_MODES
+from training.dataset import CORONAL_BANDS, DATASET_MODES, FIT_MODES
 from options.base import add_dataclass_args, build, opt, parse_with_preset
 from options.model_options import add_model_args, model_values
 
@@ -34,6 +34,10 @@ class DataOptions:
     image_size: int = opt(256, "slice size in pixels")
     slice_fit: str = opt("crop", "blocks larger than --image_size: centre-crop (keeps mm per "
                                  "pixel) or resize (keeps the field of view)", choices=FIT_MODES)
+    coronal_band: str = opt("slice", "coronal slices narrower than the canvas: the band (hole) "
+                                     "mask covers the slice's own columns (slice, the authors') "
+                                     "or the whole canvas (canvas, which dilutes the band L1)",
+                            choices=CORONAL_BANDS)
     cache_blocks: int = opt(64, "decoded blocks kept in memory per worker (LRU; -1 all, 0 none)")
     aug_intensity: float = opt(0.0, "intensity jitter amplitude in [-1,1] units (0 = off)")
     aug_shift_px: int = opt(0, "random in-plane shift in pixels (0 = off)")

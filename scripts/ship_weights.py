@@ -27,7 +27,7 @@ from utils.fileio import read_json, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 FOLDERS = {"gan": ROOT / "synthesis" / "weights", "segmentation": ROOT / "segmentation" / "weights"}
-GAN_OPTIONS = ("dataset_mode", "band_mm", "slice_fit", "image_size", "cam_folder", "use_cam")
+GAN_OPTIONS = ("dataset_mode", "band_mm", "slice_fit", "image_size", "cam_folder", "use_cam", "coronal_band")
 LIMIT_MB = 25.0
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Callable, Deque, Dict, Iterable, Iterator, List, Optional, Sequence
+from typing import Callable, Deque, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -80,6 +80,7 @@ class SliceTask:
     steps: Deque[int]               # labels still to synthesise; the target is last
     target: int
     col_mm: float = 1.0             # pixel size across the slice (the output rule's margin)
+    band_cols: Optional[Tuple[int, int]] = None  # band mask columns on the canvas (None: all)
     real_image: Optional[np.ndarray] = None   # the slice before any step (output rule 'real')
     real_labels: Optional[np.ndarray] = None
     prob: Optional[np.ndarray] = None
@@ -117,7 +118,8 @@ def neighbours(labels3d: np.ndarray, target: int):
 class _Accumulator:
     """Collects the finished slices of one vertebra into block-sized volumes."""
 
-    def __init__(self, owner: int, v: VertebraInput, grid: SliceGrid, band_rows: int):
+    def __init__(self, owner: int, v: VertebraInput, grid: SliceGrid, band_rows: int,
+                 coronal_band: str = "canvas"):
         t0 = time.perf_counter()
         self.v, self.grid = v, grid
         self.image = v.image.astype(np.float32, copy=True)
@@ -127,6 +129,7 @@ class _Accumulator:
         target = v.labels == v.label
         self.slices = grid.slices_with(target)
         self.heights: Dict[int, float] = {}
+        self.band_cols = grid.band_cols(coronal_band)
         self.tasks = self._make_tasks(owner, band_rows, target)
         self.remaining = len(self.tasks)
         self.seconds = time.perf_counter() - t0
@@ -149,7 +152,7 @@ class _Accumulator:
         nb_px = NEIGHBOUR_MIN_MM2 / g.pixel_area_mm2
         return [SliceTask(owner, v.key, int(z), images[i], labels[i], cams[i], bd.slice_ratio(int(z), lo, hi),
                           band_rows, min_px, nb_px, deque(steps), v.label, g.pixel_mm[1],
-                          images[i], labels[i])
+                          self.band_cols, images[i], labels[i])
                 for i, z in enumerate(idx)]
 
     def finish(self, task: SliceTask) -> bool:
@@ -188,7 +191,9 @@ class ModelStep:
         batch = build_batch(images, labels, cams, labs,
                             [t.ratio for t in tasks], tasks[0].band_rows,
                             np.array([t.min_px for t in tasks]), [t.key for t in tasks],
-                            [t.index for t in tasks], self.device)
+                            [t.index for t in tasks], self.device,
+                            band_cols=None if all(t.band_cols is None for t in tasks) else
+                            [t.band_cols or (0, images.shape[2]) for t in tasks])
         with torch.inference_mode():
             out = self.model.infer(batch)
         fake = out["fake_B"][:, 0].float().cpu().numpy()
@@ -264,10 +269,11 @@ class Scheduler:
 
 def synthesize_view(vertebrae: Iterable[VertebraInput], step: Callable[[List[SliceTask]], None],
                     view: str, image_size: int, band_rows: int, batch_size: int,
-                    fit: str = "crop") -> Iterator[ViewResult]:
+                    fit: str = "crop", coronal_band: str = "canvas") -> Iterator[ViewResult]:
     """Run the iterative pipeline over ``vertebrae`` in one view with the model's image size and
-    training band height (rows) and block fitting (``fit``, see :mod:`synthesis.views`); yields each vertebra's :class:`ViewResult` as soon as its last
-    slice is done (completion order)."""
+    training band height (rows), block fitting (``fit``, see :mod:`synthesis.views`) and coronal
+    band columns (``coronal_band``, the training option); yields each vertebra's
+    :class:`ViewResult` as soon as its last slice is done (completion order)."""
     accs: Dict[int, _Accumulator] = {}
     ready: Deque[int] = deque()
 
@@ -275,7 +281,7 @@ def synthesize_view(vertebrae: Iterable[VertebraInput], step: Callable[[List[Sli
         for owner, v in enumerate(vertebrae):
             grid = SliceGrid(view, image_size, tuple(v.image.shape),
                              tuple(float(s) for s in v.spacing_mm), fit)
-            acc = _Accumulator(owner, v, grid, band_rows)
+            acc = _Accumulator(owner, v, grid, band_rows, coronal_band)
             accs[owner] = acc
             if not acc.tasks:
                 ready.append(owner)

@@ -35,6 +35,7 @@ class LoadedModel:
     path: Path
     options: Dict[str, Any]
     checkpoint: Dict[str, Any]   # the whole checkpoint dict (epoch, step, extra …)
+    coronal_band: str = "canvas"  # coronal band columns it was trained with (older runs: canvas)
 
 
 def load_generator(path, device, expect_view: Optional[str] = None,
@@ -86,7 +87,7 @@ def load_generator(path, device, expect_view: Optional[str] = None,
     return LoadedModel(model, view, int(cfg.image_size), int(cfg.band_rows),
                        float(band_mm) if band_mm is not None else None,
                        options.get("slice_fit"), bool(cfg.use_cam and options.get("cam_folder")), p, options,
-                       ckpt)
+                       ckpt, str(options.get("coronal_band", "canvas")))
 
 
 def init_generator(model, path, dataset_mode: str) -> None:

@@ -144,7 +144,7 @@ def synthesize_all(inputs: Iterable[VertebraInput], models: Dict[str, LoadedMode
     def run(view, vs):
         lm = models[view]
         return synthesize_view(vs, ModelStep(lm.model, device, rule), view, lm.image_size, lm.band_rows, batch,
-                               lm.fit)
+                               lm.fit, lm.coronal_band)
 
     it = checked(inputs)
     first = next(it, None)  # checks the first block (and resolves an unknown fit) before running

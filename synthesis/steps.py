@@ -25,10 +25,10 @@ MASK_THRESHOLD = 0.5
 
 def build_batch(images: np.ndarray, labels: np.ndarray, cams: np.ndarray, step_labels: Sequence[int],
                 ratios: Sequence[float], band_rows: int, min_px, keys: Sequence[str],
-                slice_indices: Sequence[int], device) -> Dict:
+                slice_indices: Sequence[int], device, band_cols=None) -> Dict:
     """The GAN batch dict for a stack (:func:`data.sample.build_samples`, the rule training uses)."""
     return build_samples(images, labels, cams, step_labels, ratios, band_rows, min_px, keys,
-                         slice_indices, device)
+                         slice_indices, device, band_cols=band_cols)
 
 
 def update_labels(labels: np.ndarray, step_labels, x1, x2, band_top, band_rows: int, height_pred,

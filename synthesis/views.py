@@ -103,6 +103,14 @@ class SliceGrid:
     def c0(self) -> int:  # first canvas column of the slice
         return (self.size - self.new_w) // 2
 
+    def band_cols(self, coronal_band: str):
+        """Columns ``(c0, c1)`` of the band (hole) mask on the canvas: the slice's own columns for
+        a coronal slice narrower than the canvas under ``coronal_band='slice'`` (the training
+        option of the same name), None (every column) otherwise."""
+        if self.view != "coronal" or coronal_band == "canvas" or self.new_w >= self.size:
+            return None
+        return self.c0, self.c0 + self.new_w
+
     @property
     def resampled(self) -> bool:
         return (self.h, self.w) != (self.size, self.new_w)

@@ -228,3 +228,27 @@ def test_vertebra_without_a_usable_slice_does_not_stop_training(tmp_path, caplog
     ds = HealthiVertDataset(_cfg(tmp_path, js, random_slices=False))
     s = ds[0]
     assert s["key"] == "c2_20" and "c1_20" in caplog.text
+
+
+def test_coronal_band_covers_the_slice_columns_as_the_authors(blocks):
+    """``coronal_band='slice'`` (the authors', the default): the band (hole) mask covers only the
+    16 columns of the coronal slice pasted at 24..40 of the 64-wide canvas, and the band rows of
+    ``A`` outside them keep the canvas padding (-1); so the band L1 is the slice's own error, not
+    diluted 4x by padding. ``'canvas'`` (ours before) covers all 64 columns. Synthesis builds the
+    same mask from the checkpoint's option through ``SliceGrid.band_cols``."""
+    from synthesis.views import SliceGrid
+    root, js = blocks
+    s = HealthiVertDataset(_cfg(root, js, mode="aligned_coronal", random_slices=False))[0]
+    wide = HealthiVertDataset(_cfg(root, js, mode="aligned_coronal", random_slices=False,
+                                   coronal_band="canvas"))[0]
+    rows = torch.nonzero(wide["mask"][0, :, 0]).flatten()
+    assert rows.numel() == int(s["band_rows"])
+    cols = torch.nonzero(s["mask"][0].any(0)).flatten()
+    assert (int(cols.min()), int(cols.max())) == (24, 39)
+    assert int(wide["mask"][0].any(0).sum()) == 64
+    assert float(s["mask"].sum()) == rows.numel() * 16
+    band_rows = s["A"][0, rows]
+    assert (band_rows[:, :24] == -1).all() and (band_rows[:, 40:] == -1).all()
+    g = SliceGrid("coronal", 64, (64, 64, 16), (1.0, 1.0, 1.0))
+    assert g.band_cols("slice") == (24, 40) and g.band_cols("canvas") is None
+    assert SliceGrid("sagittal", 64, (64, 64, 16), (1.0, 1.0, 1.0)).band_cols("slice") is None

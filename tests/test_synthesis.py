@@ -291,3 +291,26 @@ def test_paper_output_equals_the_generator_composite():
     np.testing.assert_allclose(img, out["fake_B"][:, 0].numpy(), atol=1e-6)
     np.testing.assert_array_equal(lab, ref_lab)
     np.testing.assert_allclose(prob, out["seg"][:, 0].numpy())
+
+
+def test_coronal_synthesis_uses_the_trained_band_columns(tmp_path):
+    """A coronal model trained with ``coronal_band='slice'`` gets the band mask only over the
+    slice's 12 columns (26..38 of the 64 canvas); one whose checkpoint predates the option (or says
+    ``canvas``) gets every column, as it was trained."""
+    from synthesis.iterative import VertebraInput
+    from synthesis.model_io import load_generator
+    from tests.test_synthesis_cli import save_tiny_checkpoint
+    img, lab = spine_block()
+    v = VertebraInput("c_20", 20, img, lab.astype(np.int32), None, (1.0, 1.0, 1.0))
+    widths = {}
+    for rule in ("slice", "canvas"):
+        model = GrowModel()
+        masks = []
+        real_infer = model.infer
+        model.infer = lambda b: masks.append(b["mask"].clone()) or real_infer(b)
+        list(synthesize_view([v], ModelStep(model, "cpu"), "coronal", 64, 24, 8, coronal_band=rule))
+        m = torch.cat(masks)[:, 0]
+        widths[rule] = sorted({int(c) for c in torch.nonzero(m.any(1).any(0)).flatten()})
+    assert widths["slice"] == list(range(26, 38)) and widths["canvas"] == list(range(64))
+    ck = save_tiny_checkpoint(tmp_path / "cor.pth", "coronal")
+    assert load_generator(ck, "cpu").coronal_band == "canvas"  # no option stored: trained on the canvas

@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 DATASET_MODES = ("aligned_sagittal", "aligned_coronal")
 COARSE_TARGETS = ("healthy", "all")
 FIT_MODES = ("crop", "resize")
+CORONAL_BANDS = ("slice", "canvas")
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,8 @@ class GanDataConfig:
     band_rows: Optional[int] = None   # fixed band height in rows (a checkpoint's); None: from band_mm
     coarse_target: str = "healthy"    # coarse-stage target: the patient's vertebrae graded <= max_grade
                                       # (healthy, the paper's) or every other vertebra (all)
+    coronal_band: str = "slice"       # coronal band mask over the slice's own columns (slice, the
+                                      # authors') or the whole canvas (canvas)
 
 
 @dataclass
@@ -180,7 +183,7 @@ class HealthiVertDataset(Dataset):
             img, lab, cam = crop(img), crop(lab), crop(cam)
         h, w = img.shape
         f = size / h
-        new_w = size if (self._axis == 2 or w >= size) else max(1, int(round(w * f)))
+        new_w = self._canvas_cols(h, w)[1]
         if (h, w) != (size, new_w):
             img = _resize(img, size, new_w, "bilinear")
             cam = None if cam is None else _resize(cam, size, new_w, "bilinear")
@@ -193,6 +196,26 @@ class HealthiVertDataset(Dataset):
             lab = _paste(lab, size, c0, 0)
             cam = None if cam is None else _paste(cam, size, c0, 0.0)
         return img, lab, cam, spacing
+
+    def _canvas_cols(self, h: int, w: int) -> Tuple[int, int]:
+        """(first column, columns) of a (h, w) slice (after any crop) on the model's canvas: the
+        whole width for sagittal slices and wide ones, centred ``round(w * size / h)`` for
+        narrower coronal slices."""
+        size = self.cfg.image_size
+        new_w = size if (self._axis == 2 or w >= size) else max(1, int(round(w * size / h)))
+        return (size - new_w) // 2, new_w
+
+    def band_cols(self, blk: _Block) -> Optional[Tuple[int, int]]:
+        """Columns ``[c0, c1)`` of the band (hole) mask on the canvas: the slice's own columns for
+        coronal slices narrower than the canvas with ``coronal_band='slice'`` (the authors'), None
+        (every column) otherwise."""
+        if self._axis == 2 or self.cfg.coronal_band == "canvas":
+            return None
+        h, w = blk.ct.shape[0], blk.ct.shape[2]
+        if self.cfg.fit == "crop" and h >= self.cfg.image_size:
+            h, w = self.cfg.image_size, min(w, self.cfg.image_size)
+        c0, new_w = self._canvas_cols(h, w)
+        return None if new_w >= self.cfg.image_size else (c0, c0 + new_w)
 
     def _candidates(self, key: str, label: int, blk: Optional[_Block] = None):
         """Candidate slice indices, triangular weights, validity, extent (lo, hi); computed once
@@ -274,7 +297,7 @@ class HealthiVertDataset(Dataset):
             img, lab, cam = apply_augment(p, img, lab, cam, IMAGE_FILL)
         return one_sample(img, lab, cam, label, self._band_rows(sy),
                            bd.min_target_pixels(sy * sx), bd.slice_ratio(idx, lo, hi), key, idx,
-                           self._not_healthy(key))
+                           self._not_healthy(key), band_cols=self.band_cols(blk))
 
     def _not_healthy(self, key: str) -> List[int]:
         """Labels of ``key``'s patient graded above ``max_grade`` (not coarse-stage targets)."""

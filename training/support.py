@@ -88,7 +88,7 @@ def data_config(opts, phase: str, random_slices: bool, vert_class: Optional[str]
         image_size=d.image_size, fit=d.slice_fit, random_slices=random_slices, seed=opts.run.seed,
         cache_blocks=d.cache_blocks, aug_intensity=d.aug_intensity if random_slices else 0.0,
         aug_shift_px=d.aug_shift_px if random_slices else 0, allow_missing_cam=d.allow_missing_cam,
-        coarse_target=d.coarse_target)
+        coarse_target=d.coarse_target, coronal_band=d.coronal_band)
 
 
 def visual_grids(vis: Dict[str, torch.Tensor], prefix: str, n: int = 4) -> Dict[str, torch.Tensor]:
