@@ -1,10 +1,11 @@
 """Training benchmark: paper-preset iterations/s (batch 12, 256 x 256, ngf 16, ndf 64, three
 PatchGANs) and the share of each iteration spent waiting for data, on straightened phantom blocks
-(1 mm, 256 x 256 x 64). CPU always; CUDA with and without AMP only when a GPU is present
-("not measured" rows otherwise).
+(1 mm, 256 x 256 x 64). CPU always, also with the authors' local-discriminator input (the
+zero-padded image) and generator layout, as ratios against the default in the same run; CUDA with
+and without AMP only when a GPU is present ("not measured" rows otherwise).
 
-``run(quick=True)``: 1 warm-up + 3 timed iterations (one paper-size CPU iteration takes ~1-2
-minutes on a 2-core machine, so the quick run is ~5-8 minutes); full: 1 warm-up + 5.
+``run(quick=True)``: 1 warm-up + 3 timed iterations per setting (one paper-size CPU iteration
+takes ~1 minute on a 2-core machine, so the quick run is ~12-15 minutes); full: 1 warm-up + 5.
 """
 from __future__ import annotations
 
@@ -35,14 +36,23 @@ def _blocks(tmp: Path) -> Path:
     return tmp
 
 
-def _time(root: Path, device: str, amp: bool, repeats: int, workers: int, warmup: int) -> dict:
+VARIANTS = (  # (setting suffix, model option overrides), each timed against the first in the run
+    ("", {}),
+    ("local D on the zero-padded 256x256 image (the authors', --local_input padded)",
+     {"local_input": "padded"}),
+    ("the authors' generator layout (--netG healthivert_paper)", {"generator": "healthivert_paper"}),
+)
+
+
+def _time(root: Path, device: str, amp: bool, repeats: int, workers: int, warmup: int,
+          variant: tuple = VARIANTS[0]) -> dict:
     from training.dataset import GanDataConfig, HealthiVertDataset
     from models.healthivert_model import build_model
     from options.model_options import make_model_config
     ds = HealthiVertDataset(GanDataConfig(str(root / "straight"), str(root / "all.json"),
                                           cache_blocks=0))
     torch.manual_seed(0)
-    model = build_model(make_model_config({}, 256, ds.slice_geometry()[0], amp), device)
+    model = build_model(make_model_config(dict(variant[1]), 256, ds.slice_geometry()[0], amp), device)
     loader = DataLoader(ds, batch_size=12, shuffle=True, num_workers=workers, drop_last=True,
                         persistent_workers=workers > 0)
     steps, waits, cpu = [], [], []
@@ -62,7 +72,8 @@ def _time(root: Path, device: str, amp: bool, repeats: int, workers: int, warmup
     med = statistics.median(steps)
     return {"benchmark": "training_iteration",
             "setting": f"paper preset batch 12, 256x256, {'AMP' if amp else 'fp32'}, "
-                       f"{workers} loader workers, blocks decoded every time (no cache)",
+                       f"{workers} loader workers, blocks decoded every time (no cache)"
+                       + (f"; {variant[0]}" if variant[0] else ""),
             "device": device, "seconds_median": med, "repeats": repeats,
             "peak_mem_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
             "note": f"{1.0 / med:.3g} it/s; data wait {100 * sum(waits) / sum(steps):.1f} % of "
@@ -76,7 +87,13 @@ def run(quick: bool = True) -> list:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         root = _blocks(Path(tmp))
-        rows.append(_time(root, "cpu", False, repeats, 0, 1))
+        base = _time(root, "cpu", False, repeats, 0, 1)
+        rows.append(base)
+        for variant in VARIANTS[1:]:
+            row = _time(root, "cpu", False, repeats, 0, 1, variant)
+            row["ratio"] = base["seconds_median"] / row["seconds_median"]
+            row["note"] += "; ratio = the default setting's time / this (same run)"
+            rows.append(row)
         if torch.cuda.is_available():
             rows.append(_time(root, "cuda", False, repeats, 2, 1))
             rows.append(_time(root, "cuda", True, repeats, 2, 1))

@@ -19,6 +19,10 @@ def test_defaults_and_paper_preset():
     assert p.schedule.batch_size == 3                     # explicit flag wins over the preset
     assert p.model_dict()["lambda_L1"] == 2.0
     assert (p.schedule.n_epochs, p.schedule.n_epochs_decay, p.schedule.eval_freq) == (200, 800, 15)
+    # the authors' generator layout, local discriminator input and coronal band (issue #13)
+    assert (p.model_dict()["generator"], p.model_dict()["local_input"], p.data.coronal_band) == \
+        ("healthivert_paper", "padded", "slice")
+    assert (m["generator"], m["local_input"], o.data.coronal_band) == ("healthivert", "crop", "slice")
 
 
 def test_preset_file_and_errors(tmp_path):
