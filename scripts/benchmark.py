@@ -172,6 +172,24 @@ def run_entry(name: str, quick: bool, timeout_s: float) -> tuple:
     return res["rows"], stage
 
 
+EARLIER = "earlier merged runs (end date: load average at start -> end)"
+
+
+def _earlier_runs(machine: dict) -> str:
+    """The earlier runs a merged file holds rows of, newest first, from its machine table: its own
+    run, then those it already listed (older files named them by key suffixes instead)."""
+    runs = []
+    for key, value in machine.items():
+        if key.startswith("date"):
+            suffix = key[len("date (UTC, end of run)"):]
+            start = machine.get("load average at start (1/5/15 min)" + suffix, "?")
+            end = machine.get("load average at end (1/5/15 min)" + suffix, "?")
+            runs.append(f"{value}: {start} -> {end}")
+    if machine.get(EARLIER):
+        runs.append(machine[EARLIER])
+    return "; ".join(runs)
+
+
 def _merge(old: dict, new: dict) -> dict:
     """Entries of ``old`` replaced or extended by ``new``, in :data:`ENTRIES` order."""
     both = {**old, **new}
@@ -212,9 +230,7 @@ def main(argv=None) -> int:
         stages = _merge(previous.get("stages", {}), stages)
         command = f"{previous.get('command', '?')}; then {command} (merged: {' '.join(args.only)})"
         info["total wall s"] = round(sum(s.get("seconds") or 0 for s in stages.values()), 1)
-        for key, value in previous.get("machine", {}).items():
-            if key.startswith(("date", "load average")):
-                info[f"{key}, first run"] = value
+        info[EARLIER] = _earlier_runs(previous.get("machine", {}))
     md = render_markdown(info, command, results, stages)
     write_text(args.output, md)
     write_json(Path(args.output).with_suffix(".json"),
