@@ -11,6 +11,10 @@
 # (eval_3d_sagittal_twostage.py --preset paper) to show what the output rule changes.
 #   bash scripts/synthesis_study.sh [OUT]     (default /tmp/synthesis_study; ~MINUTES + 10 min on 2 cores)
 #   MINUTES=45 bash scripts/synthesis_study.sh /tmp/study45
+# COHORT_ARGS replaces the cohort's make_phantom.py arguments, e.g. fractures planted into real
+# scans (issue #15):
+#   COHORT_ARGS="--from_real CT1 MSK1 --from_real CT2 MSK2 --from_real CT3 MSK3 --n_cases 9 --seed 1" \
+#     bash scripts/synthesis_study.sh /tmp/synthesis_real
 # TRAIN_FLAGS: extra train.py flags, default "--ema_decay 0.999" (synthesis with the moving average
 # of the generator: 7.65 % at 45 min with it and the authors losses, 10.50 % without it and the
 # earlier losses, issue #12); TRAIN_FLAGS="" trains
@@ -23,7 +27,8 @@ if [ -z "${SNAPSHOT_MINUTES+x}" ]; then SNAPSHOT_MINUTES=$([ "$MINUTES" -gt 10 ]
 PAPER=${PAPER:-1}
 TRAIN_FLAGS=${TRAIN_FLAGS---ema_decay 0.999}
 source "$(dirname "$0")/study_prelude.sh"
-cohort "$OUT" --n_cases 12 --seed 5 --levels T11 L4 --grade_mix 0.5 0.15 0.2 0.15
+COHORT_ARGS=${COHORT_ARGS:-"--n_cases 12 --seed 5 --levels T11 L4 --grade_mix 0.5 0.15 0.2 0.15"}
+cohort "$OUT" $COHORT_ARGS
 CK="$OUT/ck/gan/ckpt"
 snapshot() {  # copy the latest weights once $1 minutes of training have passed
   local m=$1
@@ -47,7 +52,7 @@ evaluate() {  # $1 checkpoint, $2 name, further args: synthesis flags
 }
 steps_of() { python -c "import torch,sys; s=torch.load(sys.argv[1],map_location='cpu',weights_only=False); print(s['step'])" "$1"; }
 {
-  echo "# Synthesis study: MINUTES=$MINUTES (cohort seed 5, 12 cases) ${TRAIN_FLAGS:-}"
+  echo "# Synthesis study: MINUTES=$MINUTES (cohort: $COHORT_ARGS) ${TRAIN_FLAGS:-}"
   for m in $SNAPSHOT_MINUTES; do
     if [ -f "$CK/at_${m}min.pth" ]; then
       echo; echo "## weights after ${m} min ($(steps_of "$CK/at_${m}min.pth") steps)"
