@@ -52,7 +52,8 @@ def build_samples(images: np.ndarray, labels: np.ndarray, cams: Optional[np.ndar
     cams ``(N, H, W)`` in [0, 1] or None (zeros); ``band_rows`` the training band height (rows);
     ``not_healthy[i]``: labels left out of slice i's ``normal_vert``; ``band_cols`` ``(c0, c1)``
     or ``(N, 2)``: the band (hole) mask covers only these columns (a coronal slice on a wider
-    canvas; outside them the band rows of ``A`` keep the canvas padding), None: every column. Image tensors are ``(N, 1, H, W)`` float32 on ``device``."""
+    canvas; outside them the band rows of ``A`` keep the canvas padding), None: every column.
+    Image tensors are ``(N, 1, H, W)`` float32 on ``device``."""
     n, h, w = images.shape
     step_labels = np.asarray(step_labels).reshape(-1)
     tgt, x1, x2 = target_rows_batch(labels, step_labels, min_px)
