@@ -11,7 +11,6 @@ doubles as a worked example. ``--quick`` shrinks the cohort and the training for
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import subprocess

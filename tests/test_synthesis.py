@@ -237,7 +237,6 @@ def test_fusion_rule():
 
 
 def _artefact_run(rule):
-    from synthesis.compose import OutputRule  # noqa: F401
     img, lab = spine_block()
     v = VertebraInput("c_20", 20, img, lab, None, (1.0, 1.0, 1.0))
     (res,) = synthesize_view([v], ModelStep(ArtefactModel(), "cpu", rule), "sagittal", 64, 24, 1)
