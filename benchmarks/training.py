@@ -38,8 +38,7 @@ def _blocks(tmp: Path) -> Path:
 
 VARIANTS = (  # (setting suffix, model option overrides), each timed against the first in the run
     ("", {}),
-    ("local D on the zero-padded 256x256 image (the authors', --local_input padded)",
-     {"local_input": "padded"}),
+    ("local D on the 40x70 band crop (--local_input crop)", {"local_input": "crop"}),
     ("the authors' generator layout (--netG healthivert_paper)", {"generator": "healthivert_paper"}),
 )
 
@@ -79,7 +78,8 @@ def _time(root: Path, device: str, amp: bool, repeats: int, workers: int, warmup
             "note": f"{1.0 / med:.3g} it/s; data wait {100 * sum(waits) / sum(steps):.1f} % of "
                     f"iteration time; process CPU {statistics.median(cpu):.3g} s per iteration "
                     f"(wall/CPU > 1 = other load on the machine); torch threads "
-                    f"{torch.get_num_threads()}"}
+                    f"{torch.get_num_threads()}; generator {model.cfg.generator}, local D input "
+                    f"{model.cfg.local_input}"}
 
 
 def run(quick: bool = True) -> list:

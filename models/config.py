@@ -54,7 +54,7 @@ class ModelConfig:
     band_rows: int = 40
     image_size: int = 256
     local_cols: int = 70
-    local_input: str = "crop"
+    local_input: str = "padded"
     use_cam: bool = True
     use_edge: bool = True
     edge_on_binary: bool = False

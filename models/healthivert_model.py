@@ -163,9 +163,9 @@ class HealthiVertModel:
         self.out = o
 
     def _local(self, img: torch.Tensor, width: int) -> torch.Tensor:
-        """The local discriminator's input: the band rows x the central ``width`` columns, as a
-        crop (``local_input='crop'``, (B, 1, band_rows, width)) or, as the authors did, the whole
-        image with everything else set to 0 (``'padded'``, (B, 1, H, W))."""
+        """The local discriminator's input: the band rows x the central ``width`` columns, as the
+        authors fed it (``local_input='padded'``: the whole image with everything else set to 0,
+        (B, 1, H, W)) or as a crop (``'crop'``, (B, 1, band_rows, width))."""
         x = self.inp
         if self.cfg.local_input == "crop":
             return band_crop(img, x["band_top"], self.cfg.band_rows, width)

@@ -25,9 +25,9 @@ HELP = {
     "ndf": "discriminator base width (paper 64: ~2.76 M parameters each)",
     "n_layers_D": "PatchGAN layers (3 = 70x70 receptive field)",
     "local_cols": "columns of the local-band discriminator crop (central columns)",
-    "local_input": "local discriminator input: crop (the band rows x local_cols, ours) or padded "
-                   "(the whole image with everything outside them set to 0, the authors'; "
-                   "--preset paper)",
+    "local_input": "local discriminator input: padded (the whole image with everything outside "
+                   "the band rows x local_cols set to 0, the authors') or crop (those pixels as "
+                   "a band_rows x local_cols crop)",
     "use_cam": "HGAM: feed 1 - CAM into the coarse decoder (--no-use_cam: all ones; ablation)",
     "use_edge": "EEM edge loss (--no-use_edge: ablation)",
     "edge_on_binary": "original EEM: edges of the thresholded segmentation (zero gradient)",

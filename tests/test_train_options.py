@@ -22,7 +22,7 @@ def test_defaults_and_paper_preset():
     # the authors' generator layout, local discriminator input and coronal band (issue #13)
     assert (p.model_dict()["generator"], p.model_dict()["local_input"], p.data.coronal_band) == \
         ("healthivert_paper", "padded", "slice")
-    assert (m["generator"], m["local_input"], o.data.coronal_band) == ("healthivert", "crop", "slice")
+    assert (m["generator"], m["local_input"], o.data.coronal_band) == ("healthivert", "padded", "slice")
 
 
 def test_preset_file_and_errors(tmp_path):
