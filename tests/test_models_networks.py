@@ -60,7 +60,7 @@ def test_model_forward_outputs():
     vis = m.get_current_visuals()
     assert set(vis) == {"real_A", "fake_B", "real_B", "CAM", "fake_B_mask_raw", "fake_B_coarse",
                         "coarse_seg_binary", "normal_vert", "mask", "real_edges", "fake_B_local"}
-    assert vis["fake_B_local"].shape == (2, 1, 24, 64)
+    assert vis["fake_B_local"].shape == (2, 1, 64, 64)  # the zero-padded image (the authors')
     assert m.netG.training  # infer restored train mode
 
 
