@@ -92,10 +92,11 @@ class CoarseGenerator(nn.Module):
         return img, seg, _height_head(self.height, feat)
 
 
-class FineGenerator(nn.Module):
-    """Stage 2. forward(x (B,4,H,W), band (B,1,H,W), coarse_img) -> image, target seg, height."""
+class _FineBranches(nn.Module):
+    """The fine stage's two branches at 1/4 resolution, the same in both layouts: a dilated
+    convolution branch and a contextual-attention branch (per-sample masks)."""
 
-    def __init__(self, ngf: int = 16, use_contextual_attention: bool = True):
+    def __init__(self, ngf: int, use_contextual_attention: bool):
         super().__init__()
         c = ngf
         self.conv_branch = nn.Sequential(_encoder(4, c, (1, 1, 2, 2)), SNConv(2 * c, 4 * c),
@@ -105,18 +106,28 @@ class FineGenerator(nn.Module):
         self.use_ca = use_contextual_attention
         self.ca = ContextualAttention(ksize=3, rate=2, fuse_k=3, softmax_scale=10.0)
         self.att_dec = nn.Sequential(SNConv(4 * c, 4 * c), SNConv(4 * c, 4 * c))
+
+    def branches(self, x: torch.Tensor, band: torch.Tensor) -> torch.Tensor:
+        """(B, 4, H, W) -> both branches' features concatenated, (B, 8 ngf, H/4, W/4)."""
+        fa = self.att_enc(x)
+        if self.use_ca:
+            fa = self.ca(fa, fa, band)
+        return torch.cat([self.conv_branch(x), self.att_dec(fa)], 1)
+
+
+class FineGenerator(_FineBranches):
+    """Stage 2. forward(x (B,4,H,W), band (B,1,H,W), coarse_img) -> image, target seg, height."""
+
+    def __init__(self, ngf: int = 16, use_contextual_attention: bool = True):
+        super().__init__(ngf, use_contextual_attention)
+        c = ngf
         self.merge = nn.Sequential(SNConv(8 * c, 4 * c), SNConv(4 * c, 4 * c))
         self.dec_img = _Decoder(c, final_extra=1)
         self.dec_seg = _Decoder(c)
         self.height = nn.Linear(4 * c, 1)
 
     def forward(self, x: torch.Tensor, band: torch.Tensor, coarse_img: torch.Tensor):
-        xa = self.conv_branch(x)
-        fa = self.att_enc(x)
-        if self.use_ca:
-            fa = self.ca(fa, fa, band)
-        fa = self.att_dec(fa)
-        feat = self.merge(torch.cat([xa, fa], 1))
+        feat = self.merge(self.branches(x, band))
         img = torch.clamp(self.dec_img(feat, final_extra=coarse_img), -1.0, 1.0)
         seg = torch.sigmoid(self.dec_seg(feat))
         return img, seg, _height_head(self.height, feat)
@@ -215,19 +226,12 @@ class PaperCoarseGenerator(nn.Module):
         return img, seg, h
 
 
-class PaperFineGenerator(nn.Module):
+class PaperFineGenerator(_FineBranches):
     """Stage 2, the authors' layout. Same call and outputs as :class:`FineGenerator`."""
 
     def __init__(self, ngf: int = 16, use_contextual_attention: bool = True):
-        super().__init__()
+        super().__init__(ngf, use_contextual_attention)
         c = ngf
-        self.conv_branch = nn.Sequential(_encoder(4, c, (1, 1, 2, 2)), SNConv(2 * c, 4 * c),
-                                         SNConv(4 * c, 4 * c), _dilated(4 * c))
-        self.att_enc = nn.Sequential(_encoder(4, c, (1, 1, 2, 4)), SNConv(4 * c, 4 * c),
-                                     SNConv(4 * c, 4 * c, activation="relu"))
-        self.use_ca = use_contextual_attention
-        self.ca = ContextualAttention(ksize=3, rate=2, fuse_k=3, softmax_scale=10.0)
-        self.att_dec = nn.Sequential(SNConv(4 * c, 4 * c), SNConv(4 * c, 4 * c))
         self.merge = SNConv(8 * c, 4 * c)
         self.post = nn.Sequential(SNConv(4 * c, 4 * c), SNConv(4 * c, 4 * c))
         self.dec_half = nn.Sequential(SNConv(4 * c, 2 * c), SNConv(2 * c, 2 * c))
@@ -236,11 +240,7 @@ class PaperFineGenerator(nn.Module):
         self.height = nn.Linear(4 * c, 1)
 
     def forward(self, x: torch.Tensor, band: torch.Tensor, coarse_img: torch.Tensor):
-        xa = self.conv_branch(x)
-        fa = self.att_enc(x)
-        if self.use_ca:
-            fa = self.ca(fa, fa, band)
-        feat = self.merge(torch.cat([xa, self.att_dec(fa)], 1))
+        feat = self.merge(self.branches(x, band))
         h = _height_head(self.height, feat)
         y = self.dec_full(up2(self.dec_half(up2(self.post(feat)))))
         img, seg = self.heads(torch.cat([y, coarse_img.to(y.dtype)], 1))
