@@ -37,6 +37,7 @@ from data.intensity import hu_to_unit
 from data.sample import IMAGE_FILL, one_sample
 from data.splits import keys_of, parse_key, read_vertebra_json
 from layout.blocks import block_keys, block_paths, load_block
+from synthesis.views import SliceGrid
 from utils.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -208,14 +209,11 @@ class HealthiVertDataset(Dataset):
     def band_cols(self, blk: _Block) -> Optional[Tuple[int, int]]:
         """Columns ``[c0, c1)`` of the band (hole) mask on the canvas: the slice's own columns for
         coronal slices narrower than the canvas with ``coronal_band='slice'`` (the authors'), None
-        (every column) otherwise."""
-        if self._axis == 2 or self.cfg.coronal_band == "canvas":
-            return None
-        h, w = blk.ct.shape[0], blk.ct.shape[2]
-        if self.cfg.fit == "crop" and h >= self.cfg.image_size:
-            h, w = self.cfg.image_size, min(w, self.cfg.image_size)
-        c0, new_w = self._canvas_cols(h, w)
-        return None if new_w >= self.cfg.image_size else (c0, c0 + new_w)
+        (every column) otherwise; the rule synthesis uses (``SliceGrid.band_cols``)."""
+        view = "sagittal" if self._axis == 2 else "coronal"
+        grid = SliceGrid(view, self.cfg.image_size, tuple(blk.ct.shape),
+                         tuple(float(s) for s in blk.spacing), self.cfg.fit)
+        return grid.band_cols(self.cfg.coronal_band)
 
     def _candidates(self, key: str, label: int, blk: Optional[_Block] = None):
         """Candidate slice indices, triangular weights, validity, extent (lo, hi); computed once
