@@ -1,7 +1,8 @@
 """Training benchmark: paper-preset iterations/s (batch 12, 256 x 256, ngf 16, ndf 64, three
 PatchGANs) and the share of each iteration spent waiting for data, on straightened phantom blocks
 (1 mm, 256 x 256 x 64). CPU always, also with the authors' local-discriminator input (the
-zero-padded image) and generator layout, as ratios against the default in the same run; CUDA with
+zero-padded image) and generator layout, as ratios against the default in the same run (the
+settings' iterations interleaved); CUDA with
 and without AMP only when a GPU is present ("not measured" rows otherwise).
 
 ``run(quick=True)``: 1 warm-up + 3 timed iterations per setting (one paper-size CPU iteration
@@ -44,42 +45,57 @@ VARIANTS = (  # (setting suffix, model option overrides), each timed against the
 
 
 def _time(root: Path, device: str, amp: bool, repeats: int, workers: int, warmup: int,
-          variant: tuple = VARIANTS[0]) -> dict:
+          variants: tuple = VARIANTS[:1]) -> list:
+    """One row per variant. The variants' iterations are interleaved (iteration i of each in
+    turn), so a machine that warms up or gets busier during the run biases none of them."""
     from training.dataset import GanDataConfig, HealthiVertDataset
     from models.healthivert_model import build_model
     from options.model_options import make_model_config
     ds = HealthiVertDataset(GanDataConfig(str(root / "straight"), str(root / "all.json"),
                                           cache_blocks=0))
-    torch.manual_seed(0)
-    model = build_model(make_model_config(dict(variant[1]), 256, ds.slice_geometry()[0], amp), device)
+    models = []
+    for _, over in variants:
+        torch.manual_seed(0)
+        models.append(build_model(make_model_config(dict(over), 256, ds.slice_geometry()[0], amp),
+                                  device))
     loader = DataLoader(ds, batch_size=12, shuffle=True, num_workers=workers, drop_last=True,
                         persistent_workers=workers > 0)
-    steps, waits, cpu = [], [], []
+    steps, waits, cpu = ([[] for _ in variants] for _ in range(3))
     for i in range(repeats + warmup):
-        t0, c0 = time.perf_counter(), time.process_time()
-        batch = next(iter(loader))  # 12 vertebrae = one batch: a fresh pass each iteration
-        t1 = time.perf_counter()
-        model.set_input(batch)
-        model.optimize_parameters()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        t2 = time.perf_counter()
-        if i >= warmup:
-            steps.append(t2 - t0)
-            waits.append(t1 - t0)
-            cpu.append(time.process_time() - c0)
-    med = statistics.median(steps)
-    return {"benchmark": "training_iteration",
+        for k, model in enumerate(models):
+            t0, c0 = time.perf_counter(), time.process_time()
+            batch = next(iter(loader))  # 12 vertebrae = one batch: a fresh pass each iteration
+            t1 = time.perf_counter()
+            model.set_input(batch)
+            model.optimize_parameters()
+            if device == "cuda":
+                torch.cuda.synchronize()
+            t2 = time.perf_counter()
+            if i >= warmup:
+                steps[k].append(t2 - t0)
+                waits[k].append(t1 - t0)
+                cpu[k].append(time.process_time() - c0)
+    rows = []
+    for k, (label, _) in enumerate(variants):
+        med = statistics.median(steps[k])
+        cfg = models[k].cfg
+        rows.append({
+            "benchmark": "training_iteration",
             "setting": f"paper preset batch 12, 256x256, {'AMP' if amp else 'fp32'}, "
                        f"{workers} loader workers, blocks decoded every time (no cache)"
-                       + (f"; {variant[0]}" if variant[0] else ""),
+                       + (f"; {label}" if label else ""),
             "device": device, "seconds_median": med, "repeats": repeats,
             "peak_mem_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
-            "note": f"{1.0 / med:.3g} it/s; data wait {100 * sum(waits) / sum(steps):.1f} % of "
-                    f"iteration time; process CPU {statistics.median(cpu):.3g} s per iteration "
-                    f"(wall/CPU > 1 = other load on the machine); torch threads "
-                    f"{torch.get_num_threads()}; generator {model.cfg.generator}, local D input "
-                    f"{model.cfg.local_input}"}
+            "note": f"{1.0 / med:.3g} it/s; data wait {100 * sum(waits[k]) / sum(steps[k]):.1f} % "
+                    f"of iteration time; process CPU {statistics.median(cpu[k]):.3g} s per "
+                    f"iteration (wall/CPU > 1 = other load on the machine); torch threads "
+                    f"{torch.get_num_threads()}; generator {cfg.generator}, local D input "
+                    f"{cfg.local_input}"})
+        if k:
+            rows[-1]["ratio"] = rows[0]["seconds_median"] / med
+            rows[-1]["note"] += ("; ratio = the default setting's time / this (same run, "
+                                 "iterations interleaved)")
+    return rows
 
 
 def run(quick: bool = True) -> list:
@@ -87,16 +103,10 @@ def run(quick: bool = True) -> list:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         root = _blocks(Path(tmp))
-        base = _time(root, "cpu", False, repeats, 0, 1)
-        rows.append(base)
-        for variant in VARIANTS[1:]:
-            row = _time(root, "cpu", False, repeats, 0, 1, variant)
-            row["ratio"] = base["seconds_median"] / row["seconds_median"]
-            row["note"] += "; ratio = the default setting's time / this (same run)"
-            rows.append(row)
+        rows += _time(root, "cpu", False, repeats, 0, 1, VARIANTS)
         if torch.cuda.is_available():
-            rows.append(_time(root, "cuda", False, repeats, 2, 1))
-            rows.append(_time(root, "cuda", True, repeats, 2, 1))
+            rows += _time(root, "cuda", False, repeats, 2, 1)
+            rows += _time(root, "cuda", True, repeats, 2, 1)
     if not torch.cuda.is_available():
         for amp in (False, True):
             rows.append({"benchmark": "training_iteration",
