@@ -31,6 +31,7 @@ from data.splits import parse_key
 from options.test_options import TestOptions, parse_test_options
 from layout.runs import checkpoint_path, resolve_checkpoint, run_dir
 from synthesis.model_io import load_generator
+from synthesis.views import trained_coronal_band
 from utils import checkpoint as ck
 from utils.device import resolve_device
 from utils.errors import UserError, run_cli
@@ -59,7 +60,7 @@ def _dataset(o: TestOptions, trained: dict, band_rows: Optional[int] = None) -> 
         image_size=pick(o.image_size, "image_size", 256),
         fit=pick(o.slice_fit, "slice_fit", "crop"), random_slices=False,
         seed=int(trained.get("seed", 0)), cache_blocks=0, allow_missing_cam=o.allow_missing_cam,
-        coronal_band=str(trained.get("coronal_band", "canvas")),  # as trained (older runs: canvas)
+        coronal_band=trained_coronal_band(trained),
         # the band the model was trained with, in rows (not re-derived from these blocks' spacing),
         # unless --band_mm asks for another
         band_rows=None if o.band_mm is not None else band_rows)

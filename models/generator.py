@@ -134,12 +134,16 @@ class FineGenerator(_FineBranches):
 
 
 class HealthiVertGenerator(nn.Module):
-    """Coarse + fine stages. Inputs in A's frame; see :meth:`forward`."""
+    """Coarse + fine stages (the classes ``STAGES`` names). Inputs in A's frame; see
+    :meth:`forward`."""
+
+    STAGES = (CoarseGenerator, FineGenerator)
 
     def __init__(self, ngf: int = 16, use_contextual_attention: bool = True):
         super().__init__()
-        self.coarse = CoarseGenerator(ngf)
-        self.fine = FineGenerator(ngf, use_contextual_attention)
+        coarse, fine = self.STAGES
+        self.coarse = coarse(ngf)
+        self.fine = fine(ngf, use_contextual_attention)
 
     def forward(self, A: torch.Tensor, band: torch.Tensor, slice_ratio: torch.Tensor,
                 inv_cam: torch.Tensor) -> Dict[str, torch.Tensor]:
@@ -250,10 +254,7 @@ class PaperFineGenerator(_FineBranches):
 class PaperHealthiVertGenerator(HealthiVertGenerator):
     """The authors' layout of both stages; same inputs and outputs as :class:`HealthiVertGenerator`."""
 
-    def __init__(self, ngf: int = 16, use_contextual_attention: bool = True):
-        nn.Module.__init__(self)
-        self.coarse = PaperCoarseGenerator(ngf)
-        self.fine = PaperFineGenerator(ngf, use_contextual_attention)
+    STAGES = (PaperCoarseGenerator, PaperFineGenerator)
 
 
 @register_generator("healthivert_paper")

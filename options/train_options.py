@@ -7,7 +7,8 @@ import argparse
 from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple
 
-from training.dataset import CORONAL_BANDS, DATASET_MODES, FIT_MODES
+from synthesis.views import CORONAL_BANDS
+from training.dataset import DATASET_MODES, FIT_MODES
 from options.base import add_dataclass_args, build, opt, parse_with_preset
 from options.model_options import add_model_args, model_values
 

@@ -23,7 +23,7 @@ from radiograph.cohort import load_dataset
 from radiograph.model import (PRESETS, ModelConfig, build_model, gaussian_targets,
                               heatmap_loss, predict_points, to_heatmap)
 from utils.checkpoint import (capture_rng, load_checkpoint, load_model_state, restore_rng,
-                              save_checkpoint)
+                              save_checkpoint, verify_manifest)
 from utils.device import resolve_device
 from utils.errors import UserError, run_cli
 from utils.fileio import write_json
@@ -208,14 +208,7 @@ def load_landmark_model(path, device="cpu"):
     p = Path(path)
     if p.is_dir():
         p = p / "ckpt" / "best.pth"
-    manifest = p.parent / "MANIFEST.json"
-    if p.is_file() and manifest.is_file():       # shipped weights: the bytes must be the manifest's
-        import hashlib
-        from utils.fileio import read_json
-        want = read_json(manifest)
-        if want.get("file") == p.name and hashlib.sha256(p.read_bytes()).hexdigest() != want.get("sha256"):
-            raise UserError(f"sha256 differs from {manifest.name} (a changed or partial copy; "
-                            "restore it with git checkout)", p)
+    verify_manifest(p)  # shipped weights: the bytes must be the manifest's
     ck = load_checkpoint(p)
     if ck.get("kind") != KIND:
         raise UserError(f"not a radiograph landmark checkpoint (kind {ck.get('kind')!r})", p)

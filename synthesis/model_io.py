@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional
 
+from synthesis.views import trained_coronal_band
 from utils.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,7 @@ def load_generator(path, device, expect_view: Optional[str] = None,
     return LoadedModel(model, view, int(cfg.image_size), int(cfg.band_rows),
                        float(band_mm) if band_mm is not None else None,
                        options.get("slice_fit"), bool(cfg.use_cam and options.get("cam_folder")), p, options,
-                       ckpt, str(options.get("coronal_band", "canvas")))
+                       ckpt, trained_coronal_band(options))
 
 
 def init_generator(model, path, dataset_mode: str) -> None:

@@ -28,6 +28,13 @@ import torch.nn.functional as F
 from data.sample import IMAGE_FILL
 
 VIEWS = ("sagittal", "coronal")
+CORONAL_BANDS = ("slice", "canvas")  # band mask columns of coronal slices (training option)
+
+
+def trained_coronal_band(options) -> str:
+    """The ``coronal_band`` a run was trained with, from its options; runs that predate the option
+    spread the band over the whole canvas."""
+    return str((options or {}).get("coronal_band", "canvas"))
 
 
 def _resize_stack(x: np.ndarray, h: int, w: int, antialias: bool) -> np.ndarray:

@@ -45,7 +45,6 @@ log = logging.getLogger(__name__)
 DATASET_MODES = ("aligned_sagittal", "aligned_coronal")
 COARSE_TARGETS = ("healthy", "all")
 FIT_MODES = ("crop", "resize")
-CORONAL_BANDS = ("slice", "canvas")
 
 
 @dataclass(frozen=True)
@@ -184,7 +183,7 @@ class HealthiVertDataset(Dataset):
             img, lab, cam = crop(img), crop(lab), crop(cam)
         h, w = img.shape
         f = size / h
-        new_w = self._canvas_cols(h, w)[1]
+        new_w = size if (self._axis == 2 or w >= size) else max(1, int(round(w * f)))
         if (h, w) != (size, new_w):
             img = _resize(img, size, new_w, "bilinear")
             cam = None if cam is None else _resize(cam, size, new_w, "bilinear")
@@ -197,14 +196,6 @@ class HealthiVertDataset(Dataset):
             lab = _paste(lab, size, c0, 0)
             cam = None if cam is None else _paste(cam, size, c0, 0.0)
         return img, lab, cam, spacing
-
-    def _canvas_cols(self, h: int, w: int) -> Tuple[int, int]:
-        """(first column, columns) of a (h, w) slice (after any crop) on the model's canvas: the
-        whole width for sagittal slices and wide ones, centred ``round(w * size / h)`` for
-        narrower coronal slices."""
-        size = self.cfg.image_size
-        new_w = size if (self._axis == 2 or w >= size) else max(1, int(round(w * size / h)))
-        return (size - new_w) // 2, new_w
 
     def band_cols(self, blk: _Block) -> Optional[Tuple[int, int]]:
         """Columns ``[c0, c1)`` of the band (hole) mask on the canvas: the slice's own columns for

@@ -82,14 +82,18 @@ def load_checkpoint(path, map_location="cpu") -> Dict[str, Any]:
 
 def verify_manifest(path) -> None:
     """A shipped weight file listed in the ``MANIFEST.json`` beside it (``{"files": {name:
-    {"sha256": ...}}}``) must have the listed sha256: a changed or partial copy is a UserError."""
+    {"sha256": ...}}}``, or one file: ``{"file": name, "sha256": ...}``) must have the listed
+    sha256: a changed or partial copy is a UserError."""
     import hashlib
     from utils.fileio import read_json
     p = Path(path)
     manifest = p.parent / "MANIFEST.json"
     if not (p.is_file() and manifest.is_file()):
         return
-    want = read_json(manifest).get("files", {}).get(p.name, {}).get("sha256")
+    entries = read_json(manifest)
+    if "file" in entries:
+        entries = {"files": {entries["file"]: entries}}
+    want = entries.get("files", {}).get(p.name, {}).get("sha256")
     if want and hashlib.sha256(p.read_bytes()).hexdigest() != want:
         raise UserError(f"sha256 differs from {manifest.name} (a changed or partial copy; restore it with "
                         "git checkout)", p)
