@@ -27,8 +27,8 @@ from data.centroids import write_centroids
 from data.io import save_nifti
 from phantom.fracture import Body, draw_fracture, fracture_truth, plant, MORPHOLOGIES
 from phantom.render import HU, Grid, Placed, render_arrays, texture_tile
-from phantom.shapes import (VertebraGeom, box_corners, layout_levels, level_geometry,
-                            make_curve, vertebra_box)
+from phantom.shapes import (ANATOMIES, VertebraGeom, box_corners, layout_levels,
+                            level_geometry, make_curve, vertebra_box)
 from spine.anatomy import LEVEL_IDS, LEVEL_NAMES
 from data.volume import Volume, affine_from_spacing
 from utils.errors import UserError
@@ -38,6 +38,9 @@ DEFAULT_LEVELS = ("T10", "T11", "T12", "L1", "L2", "L3", "L4", "L5")
 DEFAULT_GRADE_MIX = (0.80, 0.10, 0.06, 0.04)   # P(grade 0..3) per vertebra, close to VerSe19
 _AXIS = {"R": 0, "L": 0, "A": 1, "P": 1, "S": 2, "I": 2}
 FractureSpec = Union[None, str, Dict]
+# mean trabecular HU of a case: the box phantom's healthy adult range; the realistic one spans
+# osteoporotic (< 110 HU) to normal bone, as in a fracture clinic's patients
+DENSITY_HU = {"box": (165.0, 235.0), "realistic": (70.0, 230.0)}
 
 
 @dataclass
@@ -192,14 +195,18 @@ def render_case(seed: int, levels: Sequence = DEFAULT_LEVELS, spacing=(1.0, 1.0,
                 orientation: str = "RAS", fractures: FractureSpec = None,
                 grade_mix: Sequence[float] = DEFAULT_GRADE_MIX,
                 case_id: Optional[str] = None, slips: Optional[Dict] = None,
-                sacrum: bool = False) -> PhantomCase:
+                sacrum: bool = False, anatomy: str = "box") -> PhantomCase:
     """Render one case and its healthy twin.
 
     ``spacing``: mm per axis of the *output* array (in ``orientation`` order). ``fractures``:
     None (healthy), ``'random'`` (grades drawn from ``grade_mix`` per vertebra) or
     ``{level: (grade, morphology or None)}``. ``slips``: {level: percent of the lower body's
     depth, or (percent, 'degenerative' | 'isthmic')} (> 0 anterolisthesis of that level over the
-    next one, in both twins: a slip is not a fracture; isthmic leaves the level's arch behind). ``sacrum``: draw S1 (label 26) below L5 (the last level must be L5).
+    next one, in both twins: a slip is not a fracture; isthmic leaves the level's arch behind).
+    ``sacrum``: draw S1 (label 26) below L5 (the last level must be L5). ``anatomy``:
+    ``'realistic'`` (bodies with concave endplates and walls, rounded rims, sizes measured on
+    a real mask, ribs at thoracic levels, osteoporotic to normal bone density) or ``'box'`` (the
+    original phantom, kept so earlier numbers can be regenerated).
     Same arguments -> byte-identical arrays.
     """
     seed = int(seed)
@@ -207,7 +214,9 @@ def render_case(seed: int, levels: Sequence = DEFAULT_LEVELS, spacing=(1.0, 1.0,
     orient = check_orientation(orientation)
     sp, spacing_ras = _spacings(spacing, orient)
     rng_anat = np.random.default_rng([seed, 1])
-    geoms = level_geometry(labels, rng_anat)
+    if anatomy not in ANATOMIES:
+        raise UserError(f"anatomy must be one of {', '.join(ANATOMIES)}, got {anatomy!r}")
+    geoms = level_geometry(labels, rng_anat, anatomy)
     if sacrum:
         if labels[-1] != 24:
             raise UserError("a sacrum needs L5 as the last level")
@@ -230,11 +239,12 @@ def render_case(seed: int, levels: Sequence = DEFAULT_LEVELS, spacing=(1.0, 1.0,
             raise UserError(f"slip level {key!r} needs a rendered level below it")
         below = geoms[labels.index(lab) + 1]
         slip_mm[lab] = float(pct) / 100.0 * below.depth_mm
-    healthy_bodies = [Body(g.a, g.b, g.height_mm, g.exponent) for g in geoms]
+    healthy_bodies = [Body(g.a, g.b, g.height_mm, g.exponent, waist=g.waist, endplate=g.endplate_mm,
+                           rim=g.rim_mm, wall=g.wall_mm, wedge=g.wedge_mm) for g in geoms]
     plan = _fracture_plan(fractures, labels, seed, grade_mix)
     bodies = [plant(b, plan[g.label][1], plan[g.label][0]) if g.label in plan else b
               for g, b in zip(geoms, healthy_bodies)]
-    density = float(np.random.default_rng([seed, 6]).uniform(165.0, 235.0))   # trabecular HU
+    density = float(np.random.default_rng([seed, 6]).uniform(*DENSITY_HU[anatomy]))   # trabecular HU
     isth = {l for l, k in slip_kind.items() if k == "isthmic"}
     healthy = _place(geoms, healthy_bodies, curve, offsets, density, slip_mm, isth)
     placed = _place(geoms, bodies, curve, offsets, density, slip_mm, isth)
@@ -258,6 +268,7 @@ def render_case(seed: int, levels: Sequence = DEFAULT_LEVELS, spacing=(1.0, 1.0,
     hcents = mask_centroids(hmask.array) if plan else cents
     truth = _truth(case_id, seed, sp, orient, labels, healthy, placed, mask)
     truth["trabecular_hu"] = round(density, 1)
+    truth["anatomy"] = anatomy
     if slip_mm:
         truth["slips"] = {LEVEL_NAMES[l]: {
             "percent_of_lower_depth": round(100.0 * slip_mm[l] / geoms[labels.index(l) + 1].depth_mm, 3),

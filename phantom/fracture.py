@@ -14,11 +14,18 @@ next to it fills the depression.
 
 Thirds rule (shared with RHLV): split the AP depth [-b, b] into equal thirds; a third's height
 is the mean SI extent over its AP range within the central 40 % of the LR width.
+
+Realistic bodies (``anatomy='realistic'``, :mod:`phantom.shapes`) add four shape terms, all zero
+for the original box body: concave endplates (``endplate_mm`` deep at the centre), rounded rims
+(``rim_mm``, the edge between endplate and wall), a concave anterior wall (``wall_mm`` at
+mid-height), a lateral waist (``waist``) and a physiological wedge (``wedge``: the posterior
+wall taller than the anterior, as in the thoracic spine; negative at L5). Their thirds heights are then column counts
+integrated numerically (``thirds_heights``), the quantity the mask rule measures.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Dict, Tuple
+from dataclasses import dataclass, replace
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 
@@ -53,6 +60,14 @@ class Body:
     waist: float = 0.0          # LR narrowing at mid-height (fraction; 0 keeps thirds exact)
     morphology: str = "none"
     amp: float = 0.0            # c
+    endplate: float = 0.0       # endplate concavity at the centre (mm, each endplate)
+    rim: float = 0.0            # rim rounding radius (mm)
+    wall: float = 0.0           # anterior wall concavity at mid-height (mm)
+    wedge: float = 0.0          # physiological wedge: posterior minus anterior wall height (mm)
+
+    @property
+    def realistic(self) -> bool:
+        return bool(self.endplate or self.rim or self.wall or self.waist or self.wedge)
 
     @property
     def fractured(self) -> bool:
@@ -72,12 +87,19 @@ class Body:
     def surfaces(self, x, y):
         """(z_top, z_bottom) of the body at local (x, y), mm."""
         h2 = self.height / 2
+        cup = 0.0
+        if self.endplate:
+            f, _ = superellipse(x, y, self.a, self.b, self.p, with_depth=False)
+            cup = self.endplate * (1.0 - np.clip(f, 0.0, 1.0) ** 2)
+        if self.wedge:          # each endplate tilts by a quarter: anterior wall wedge mm shorter
+            cup = cup + 0.25 * self.wedge * np.clip(y / self.b, -1.0, 1.0)
         if not self.fractured:
             shp = np.broadcast(x, y).shape
-            return np.full(shp, h2, np.float32), np.full(shp, -h2, np.float32)
+            return ((np.full(shp, h2) - cup).astype(np.float32),
+                    (np.full(shp, -h2) + cup).astype(np.float32))
         var = self.amp * _shape(self.morphology, y / self.b, x / self.a) * self.height
         share = _BOTTOM_SHARE[self.morphology]
-        return h2 - var * (1 - share), -h2 + self.shift_mm + var * share
+        return h2 - cup - var * (1 - share), -h2 + cup + self.shift_mm + var * share
 
     def compaction(self, x, y, z):
         """Impaction weight (loss fraction x proximity to a collapsed endplate, 0..~0.6): dense
@@ -94,16 +116,29 @@ class Body:
         """Signed depth (mm) and the healthy-frame z (for texture) at local points."""
         top, bot = self.surfaces(x, y)
         zh = -self.height / 2 + (z - bot) / np.maximum(top - bot, 1e-3) * self.height
-        a_z = self.a * (1.0 - self.waist * (1.0 - np.clip(2 * zh / self.height, -1, 1) ** 2))
-        _, side = superellipse(x, y, a_z, self.b, self.p)
-        return np.minimum(side, np.minimum(top - z, z - bot)), zh
+        bulge = 1.0 - np.clip(2 * zh / self.height, -1, 1) ** 2      # 1 at mid-height, 0 at the ends
+        a_z = self.a * (1.0 - self.waist * bulge)
+        b_z = self.b if not self.wall else np.where(y > 0, self.b - self.wall * bulge, self.b)
+        _, side = superellipse(x, y, a_z, b_z, self.p)
+        end = np.minimum(top - z, z - bot)
+        if not self.rim:
+            return np.minimum(side, end), zh
+        r = self.rim                 # rounded intersection of wall and endplate (radius r)
+        u, v = np.maximum(r - side, 0.0), np.maximum(r - end, 0.0)
+        return np.maximum(r, np.minimum(side, end)) - np.sqrt(u * u + v * v), zh
 
     def box(self) -> np.ndarray:
-        h2 = self.height / 2
+        h2 = self.height / 2 + 0.25 * abs(self.wedge)
         return np.array([[-self.a, -self.b, -h2], [self.a, self.b, h2]])
 
-    def thirds_heights(self, n: int = 60) -> Dict[str, float]:
-        """Analytic anterior/middle/posterior heights (mm) by the thirds rule."""
+    def thirds_heights(self, n: int = 60, healthy: "Optional[Body]" = None) -> Dict[str, float]:
+        """Anterior/middle/posterior heights (mm) by the thirds rule: analytic for the box body;
+        for a realistic one, column counts integrated over z, averaged over the columns that the
+        project's height rule keeps (``evaluation.heights``: in the healthy body -- ``healthy``,
+        or this body unfractured -- a column at least 0.7 x the centre column of its LR slice),
+        so the rounded rims and the concave anterior wall count as a measured mask's would."""
+        if self.realistic:
+            return self._thirds_integrated(healthy or replace(self, morphology="none", amp=0.0))
         out = {}
         xs = (np.arange(n) + 0.5) / n * 0.4 * self.a * 2 - 0.4 * self.a   # central 40 % width
         edges = {"anterior": (self.b / 3, self.b), "middle": (-self.b / 3, self.b / 3),
@@ -116,16 +151,47 @@ class Body:
             out[name] = float(np.mean((top - bot)[f <= 1.0]))
         return out
 
+    def _columns(self, xs, ys, dz: float = 0.05) -> np.ndarray:
+        """(len(xs), len(ys)) column heights (mm): inside voxels of each column times dz."""
+        h2 = self.height / 2 + self.endplate + abs(self.wedge) + 1.0
+        zs = np.arange(-h2, h2, dz, dtype=np.float32)
+        X, Y = np.meshgrid(np.asarray(xs, np.float32), np.asarray(ys, np.float32), indexing="ij")
+        d, _ = self.depth(X[..., None], Y[..., None], zs[None, None, :])
+        return (d > 0).sum(-1) * dz
+
+    def _thirds_integrated(self, ref: "Body", n: int = 24, ratio: float = 0.7) -> Dict[str, float]:
+        xs = (np.arange(n) + 0.5) / n * 0.4 * self.a * 2 - 0.4 * self.a   # central 40 % width
+        ys = ((np.arange(3 * n) + 0.5) / (3 * n) * 2 - 1) * self.b
+        h_ref, h = ref._columns(xs, ys), self._columns(xs, ys)
+        centre = ref._columns(xs, [0.0])                                   # (n, 1)
+        keep = (h_ref > 0) & (h_ref >= ratio * centre)
+        out = {}
+        for name, (y0, y1) in {"anterior": (self.b / 3, self.b), "middle": (-self.b / 3, self.b / 3),
+                               "posterior": (-self.b, -self.b / 3)}.items():
+            k = keep & ((ys >= y0) & (ys < y1))[None, :]
+            out[name] = float(h[k].mean()) if k.any() else 0.0
+        return out
+
 
 def plant(body: Body, morphology: str, target_loss: float) -> Body:
     """Return ``body`` compressed so that its most affected third loses ``target_loss``."""
     if morphology not in MORPHOLOGIES:
         raise ValueError(f"unknown morphology {morphology!r}; expected one of {MORPHOLOGIES}")
-    unit = Body(body.a, body.b, body.height, body.p, body.waist, morphology, 1.0)
     healthy = body.thirds_heights()
-    unit_h = unit.thirds_heights()
-    worst = max((healthy[t] - unit_h[t]) / healthy[t] for t in THIRDS)
-    return Body(body.a, body.b, body.height, body.p, body.waist, morphology, target_loss / worst)
+
+    def worst(amp: float) -> float:
+        h = replace(body, morphology=morphology, amp=amp).thirds_heights(healthy=body)
+        return max((healthy[t] - h[t]) / healthy[t] for t in THIRDS)
+    l0 = worst(1.0)
+    amp = target_loss / l0
+    if body.realistic:      # the shape terms make the loss slightly non-linear in amp: two secant steps
+        a0 = 1.0
+        for _ in range(2):
+            l1 = worst(amp)
+            if abs(l1 - target_loss) < 1e-3 or abs(l1 - l0) < 1e-9:
+                break
+            a0, l0, amp = amp, l1, amp + (target_loss - l1) * (amp - a0) / (l1 - l0)
+    return replace(body, morphology=morphology, amp=amp)
 
 
 def draw_fracture(rng: np.random.Generator, grade: int) -> Tuple[float, str]:
@@ -136,7 +202,7 @@ def draw_fracture(rng: np.random.Generator, grade: int) -> Tuple[float, str]:
 
 def fracture_truth(healthy: Body, actual: Body) -> dict:
     """Heights, losses and the recomputed grade of ``actual`` against ``healthy``."""
-    hh, ha = healthy.thirds_heights(), actual.thirds_heights()
+    hh, ha = healthy.thirds_heights(), actual.thirds_heights(healthy=healthy)
     loss = {t: (hh[t] - ha[t]) / hh[t] for t in THIRDS}
     grade = genant_grade(max(loss.values()))
     return {"grade": grade, "morphology": actual.morphology if actual.fractured else "none",

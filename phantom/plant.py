@@ -343,7 +343,8 @@ def keep_pieces(source: np.ndarray, out: np.ndarray) -> int:
     return removed
 
 
-def _body_mask(labels: Volume, label: int, body_pts: np.ndarray) -> np.ndarray:
+def body_mask(labels: Volume, label: int, body_pts: np.ndarray) -> np.ndarray:
+    """Boolean mask of the body points (world, from :func:`body_frame`) on the label grid."""
     mask = np.zeros(labels.array.shape, bool)
     idx = np.rint(labels.world_to_voxel(body_pts)).astype(int)
     mask[tuple(idx.T)] = True
@@ -362,7 +363,7 @@ def plant_fracture(labels: Volume, label: int, loss_amp: Sequence[float], ct: Op
     if ct is not None and ct.array.shape != labels.array.shape:
         raise UserError("CT and label map are not on the same grid", ct.path)
     frame, body_pts = body_frame(labels, label)
-    body = _body_mask(labels, label, body_pts)
+    body = body_mask(labels, label, body_pts)
     h0 = body_heights(body, labels, frame)
     near = frame.box(labels, (frame.top - 5.0, frame.bottom + 5.0), 8.0)   # the body's region
     body_u8 = labels.with_array(body.astype(np.uint8))

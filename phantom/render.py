@@ -15,7 +15,7 @@ from scipy import ndimage
 
 from phantom.fracture import Body
 from phantom.shapes import (VertebraGeom, box_corners, canal_box, posterior_elements,
-                                 superellipse)
+                            rib_elements, superellipse)
 
 HU = {"soft": 40.0, "csf": 15.0, "disc_annulus": 100.0, "disc_nucleus": 80.0,
       "cortical": 800.0, "trabecular": 200.0, "posterior": 330.0, "texture": 45.0,
@@ -132,6 +132,24 @@ def stamp_vertebra(ct, lab, grid: Grid, v: Placed, tile: np.ndarray):
     return sl, body, hu[body[bone]]
 
 
+def draw_ribs(ct, lab, grid: Grid, v: Placed, tile: np.ndarray) -> None:
+    """Ribs of ``v`` (realistic thoracic levels): bone HU, label 0 (VerSe labels vertebrae
+    only); drawn before the vertebrae, which overwrite them where they touch."""
+    for e in rib_elements(v.geom):
+        sl = grid.slices(v.to_world(box_corners(e.box)))
+        if any(s.stop <= s.start for s in sl):
+            continue
+        x, y, z = grid.local(sl, v.centre, v.rot)
+        depth = e.fn(x, y, z)
+        bone = (depth > 0) & (lab[sl] == 0)
+        if not bone.any():
+            continue
+        pts = np.stack([x[bone], y[bone], z[bone]]) + v.tex_offset[:, None].astype(np.float32)
+        tex = ndimage.map_coordinates(tile, pts, order=1, mode="grid-wrap")
+        base = HU["posterior"] + v.trabecular_hu - HU["trabecular"]
+        ct[sl][bone] = _bone_hu(depth[bone], tex, base)
+
+
 def clear_canal(ct, lab, grid: Grid, v: Placed):
     """Spinal canal segment of ``v``: label 0, CSF HU."""
     box, inside = canal_box(v.geom, v.d_above, v.d_below)
@@ -171,6 +189,8 @@ def render_arrays(grid: Grid, placed: List[Placed], tile: np.ndarray,
     """HU (float32, without acquisition noise) and labels (uint8) on ``grid``."""
     ct = background.copy()
     lab = np.zeros(grid.shape, np.uint8)
+    for v in placed:
+        draw_ribs(ct, lab, grid, v, tile)
     stamps = [stamp_vertebra(ct, lab, grid, v, tile) for v in placed]
     for v in placed:
         clear_canal(ct, lab, grid, v)

