@@ -30,14 +30,14 @@ measured losses are within ``tolerance`` of it (a few cheap iterations on the bo
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 from scipy import ndimage
 
 from data.centroids import centroids_from_mask
 from data.volume import Volume
-from evaluation.heights import HeightRule, measure_own
+from evaluation.heights import HeightRule, measure_own, measure_pair
 from spine.anatomy import genant_grade, neighbours
 from straighten.orient import body_centroids
 from utils.errors import UserError
@@ -293,10 +293,9 @@ def _resample(vol: Volume, field: Field, order: int, box=None) -> np.ndarray:
     return out
 
 
-def body_heights(body_mask: np.ndarray, vol: Volume, frame: BodyFrame, step_mm: float = 0.5) -> np.ndarray:
-    """A/M/P heights (mm) of a body mask (on ``vol``'s grid), sampled in the body frame with
-    linear interpolation (sub-voxel) on a ``step_mm`` grid and measured with the project's rule
-    (:func:`evaluation.heights.measure_own`)."""
+def _frame_block(body_mask: np.ndarray, vol: Volume, frame: BodyFrame, step_mm: float) -> np.ndarray:
+    """``body_mask`` (on ``vol``'s grid) sampled in the body frame, (SI, AP anterior first, LR),
+    with linear interpolation (sub-voxel) on a ``step_mm`` grid."""
     m = 4.0
     s_ax = np.arange(frame.top - m, frame.bottom + m, step_mm)
     a_ax = np.arange(frame.ap[1] + m, frame.ap[0] - m, -step_mm)            # anterior first
@@ -305,8 +304,23 @@ def body_heights(body_mask: np.ndarray, vol: Volume, frame: BodyFrame, step_mm: 
          + l_ax[None, None, :, None] * frame.right)
     vox = vol.world_to_voxel(g.reshape(-1, 3))
     occ = ndimage.map_coordinates(body_mask.astype(np.float32), vox.T, order=1, mode="constant")
-    occ = occ.reshape(len(s_ax), len(a_ax), len(l_ax)) >= 0.5
-    return np.asarray(measure_own(occ, (step_mm, step_mm, step_mm), HeightRule()), float)
+    return occ.reshape(len(s_ax), len(a_ax), len(l_ax)) >= 0.5
+
+
+def body_heights(body_mask: np.ndarray, vol: Volume, frame: BodyFrame, step_mm: float = 0.5,
+                 healthy_mask: Optional[np.ndarray] = None) -> np.ndarray:
+    """A/M/P heights (mm) of a body mask (on ``vol``'s grid), sampled in the body frame and
+    measured with the project's rule (:mod:`evaluation.heights`). With ``healthy_mask`` (the
+    same body before the fracture, same grid), the body is measured as RHLV measures a real body
+    against its pseudo-healthy one: thirds and kept columns from the healthy body
+    (:func:`evaluation.heights.measure_pair`). Measured on its own, a wedge's short anterior
+    columns fall under the rule's 0.7 x centre-column filter and the anterior loss reads low."""
+    occ = _frame_block(body_mask, vol, frame, step_mm)
+    sp = (step_mm, step_mm, step_mm)
+    if healthy_mask is None:
+        return np.asarray(measure_own(occ, sp, HeightRule()), float)
+    ref = _frame_block(healthy_mask, vol, frame, step_mm)
+    return np.asarray(measure_pair(ref, occ, sp, HeightRule(align_shift_vox=0))["H_ori"], float)
 
 
 @dataclass
@@ -377,7 +391,7 @@ def plant_fracture(labels: Volume, label: int, loss_amp: Sequence[float], ct: Op
         # the body after: the deformed label inside the deformed body region (arches excluded)
         body_out = (_resample(body_u8, field, 0, near).astype(bool)
                     & (_resample(labels, field, 0, near) == label))
-        h1 = body_heights(body_out, labels, frame)
+        h1 = body_heights(body_out, labels, frame, healthy_mask=body)
         got = 1.0 - h1 / h0
         err = got - want
         if best is None or np.abs(err).max() < best[0]:

@@ -77,3 +77,36 @@ def test_real_cohort_layout_twin_and_splits(shared_data, tmp_path):
     for _, row in t.iterrows():   # the split file carries the grade measured on the written mask
         assert graded[row["key"]] == row["true_grade"]
         assert max(row[f"loss_{x}"] for x in "amp") >= 0.18            # a 0.205-0.55 request
+
+
+def test_large_wedge_loss_is_what_rhlv_measures(shared_data):
+    """A grade-3 wedge: the truth's anterior loss is the loss RHLV reads with the untouched body
+    as the pseudo-healthy one (thirds and columns of the healthy body), measured here
+    independently on 1 mm nearest-neighbour samples over every column of the healthy
+    footprint. Measured on its own, the wedge's short anterior columns fall under the
+    0.7 x centre-column filter and its anterior loss read ~10 points low (issue #15)."""
+    from evaluation.heights import HeightRule, measure_pair
+    from phantom.plant import body_frame, body_mask
+    ct_p, lab_p, level = SCANS["totalseg"]
+    lab = load_label(shared_data / lab_p)
+    r = plant_fracture(lab, level, (0.50, 0.25, 0.0), morphology="wedge")
+    frame, pts = body_frame(lab, level)
+    before = body_mask(lab, level, pts)
+    s = np.arange(frame.top - 6, frame.bottom + 6, 1.0)
+    a = np.arange(frame.ap[1] + 4, frame.ap[0] - 4, -1.0)
+    l = np.arange(frame.lr[0] - 4, frame.lr[1] + 4, 1.0)
+    g = (frame.centre + s[:, None, None, None] * frame.e + a[None, :, None, None] * frame.ant
+         + l[None, None, :, None] * frame.right).reshape(-1, 3)
+    idx = np.rint(lab.world_to_voxel(g)).astype(int)
+    ok = np.all((idx >= 0) & (idx < lab.array.shape), axis=1)
+
+    def block(mask):
+        out = np.zeros(len(g), bool)
+        out[ok] = mask[tuple(idx[ok].T)]
+        return out.reshape(len(s), len(a), len(l))
+    after = r.labels.array == level
+    rhlv = measure_pair(block(before), block(after), (1.0, 1.0, 1.0),
+                        HeightRule(column_filter="none", align_shift_vox=0))["RHLV"]
+    got = r.truth["height_loss"]["anterior"]
+    assert got == pytest.approx(0.50, abs=0.02)
+    assert abs(rhlv[0] - got) < 0.04, (rhlv, r.truth["height_loss"])
