@@ -6,7 +6,11 @@ along the scan's long axis through the first and the last vertebra (``--cut`` of
 vertebra's extent removed), straightens both (labels only) and grades both with
 ``evaluation/morphometry.py``. Prints, per orientation: vertebrae cut, cut ones flagged,
 incomplete ones graded (must be 0), incomplete ones offered as a height reference (must be 0),
-and the grade agreement of the complete vertebrae between the cropped and the uncropped scan.
+the grade agreement of the complete vertebrae between the cropped and the uncropped scan, how
+many of them each grades right against the planted truth, and, for those whose grade changed,
+the largest distance of their morphometric loss from the nearest Genant threshold (a change
+caused by the cut references moving the expected height by a fraction of a millimetre shows as
+a loss within a few points of a threshold).
 
     python scripts/completeness_study.py --output /tmp/completeness_study
 """
@@ -23,7 +27,9 @@ import numpy as np
 
 from data.io import load_label, save_nifti
 from data.volume import Volume
+from spine.anatomy import GENANT_LOSS
 from utils.errors import run_cli
+from utils.fileio import read_json
 from layout.blocks import LABEL_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,13 +109,24 @@ def study_orientation(out: Path, orientation: str, n_cases: int, seed: int, cut:
         refs = str(r.get("reference_labels", "") or "").split()
         used += sum((r["case"], int(x)) in inc_labels for x in refs if x.isdigit())
     comp = crop[crop["complete"] == 1]
-    same = [int(full.loc[k, "morph_grade"]) == int(comp.loc[k, "morph_grade"]) for k in comp.index
-            if k in full.index and not np.isnan(full.loc[k, "morph_grade"])]
+    keys = [k for k in comp.index if k in full.index and not np.isnan(full.loc[k, "morph_grade"])]
+    same = [int(full.loc[k, "morph_grade"]) == int(comp.loc[k, "morph_grade"]) for k in keys]
+    truth = {}
+    for k in keys:
+        case, lab = comp.loc[k, "case"], int(comp.loc[k, "label"])
+        t = read_json(ph / "raw" / case / f"{case}_truth.json")
+        truth[k] = int(t["vertebrae"][str(lab)]["grade"])
+    changed = [k for k, s in zip(keys, same) if not s]
+    margin = [min(abs(float(df.loc[k, "morph_loss"]) - g) for g in GENANT_LOSS)
+              for k in changed for df in (full, comp)]
     return {"orientation": orientation, "vertebrae_cut": len(cut_keys),
             "cut_flagged": int(sum(k in inc.index for k in cut_keys)),
             "flagged_not_cut": int(sum(k not in cut_keys for k in inc.index)),
             "incomplete_graded": graded_inc, "incomplete_used_as_reference": used,
             "complete_vertebrae": len(same), "same_grade_as_uncropped": int(sum(same)),
+            "right_vs_truth_uncropped": int(sum(int(full.loc[k, "morph_grade"]) == truth[k] for k in keys)),
+            "right_vs_truth_cropped": int(sum(int(comp.loc[k, "morph_grade"]) == truth[k] for k in keys)),
+            "changed_max_loss_from_threshold": round(max(margin), 3) if margin else "",
             "uncropped_flagged": int((full["complete"] == 0).sum())}
 
 
