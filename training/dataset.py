@@ -168,43 +168,37 @@ class HealthiVertDataset(Dataset):
     def _axis(self) -> int:
         return 2 if self.cfg.mode == "aligned_sagittal" else 1
 
+    def _grid(self, blk: _Block) -> SliceGrid:
+        """The block's slice <-> canvas mapping, the one synthesis uses (``SliceGrid``)."""
+        view = "sagittal" if self._axis == 2 else "coronal"
+        return SliceGrid(view, self.cfg.image_size, tuple(blk.ct.shape),
+                         tuple(float(s) for s in blk.spacing), self.cfg.fit)
+
     def _slice(self, blk: _Block, idx: int):
         """The 2D slice ``idx`` on the image grid: (image, labels, cam|None, (row_mm, col_mm))."""
         take = (lambda v: v[:, :, idx]) if self._axis == 2 else (lambda v: v[:, idx, :])
-        img = take(blk.ct).astype(np.float32)
-        lab = take(blk.label)
-        cam = None if blk.cam is None else take(blk.cam).astype(np.float32)
-        sy, sx = blk.spacing[0], blk.spacing[1 if self._axis == 2 else 2]
-        size = self.cfg.image_size
-        if self.cfg.fit == "crop" and img.shape[0] >= size:
-            r0 = (img.shape[0] - size) // 2
-            c0 = max(0, (img.shape[1] - size) // 2)
-            crop = lambda v: None if v is None else v[r0:r0 + size, c0:c0 + size]  # noqa: E731
-            img, lab, cam = crop(img), crop(lab), crop(cam)
-        h, w = img.shape
-        f = size / h
-        new_w = size if (self._axis == 2 or w >= size) else max(1, int(round(w * f)))
-        if (h, w) != (size, new_w):
+        g = self._grid(blk)
+        win = (slice(g.r0, g.r0 + g.h), slice(g.col0, g.col0 + g.w))
+        img = take(blk.ct)[win].astype(np.float32)
+        lab = take(blk.label)[win]
+        cam = None if blk.cam is None else take(blk.cam)[win].astype(np.float32)
+        size, h, w, new_w = g.size, g.h, g.w, g.new_w
+        if g.resampled:
             img = _resize(img, size, new_w, "bilinear")
             cam = None if cam is None else _resize(cam, size, new_w, "bilinear")
-            lab = lab[np.minimum(((np.arange(size) + 0.5) / f).astype(int), h - 1)][
+            lab = lab[np.minimum(((np.arange(size) + 0.5) / (size / h)).astype(int), h - 1)][
                 :, np.minimum(((np.arange(new_w) + 0.5) * w / new_w).astype(int), w - 1)]
-        spacing = (sy * h / size, sx * w / new_w)
         if new_w < size:  # coronal: paste into the centre of the canvas
-            c0 = (size - new_w) // 2
-            img = _paste(img, size, c0, IMAGE_FILL)
-            lab = _paste(lab, size, c0, 0)
-            cam = None if cam is None else _paste(cam, size, c0, 0.0)
-        return img, lab, cam, spacing
+            img = _paste(img, size, g.c0, IMAGE_FILL)
+            lab = _paste(lab, size, g.c0, 0)
+            cam = None if cam is None else _paste(cam, size, g.c0, 0.0)
+        return img, lab, cam, g.pixel_mm
 
     def band_cols(self, blk: _Block) -> Optional[Tuple[int, int]]:
         """Columns ``[c0, c1)`` of the band (hole) mask on the canvas: the slice's own columns for
         coronal slices narrower than the canvas with ``coronal_band='slice'`` (the authors'), None
         (every column) otherwise; the rule synthesis uses (``SliceGrid.band_cols``)."""
-        view = "sagittal" if self._axis == 2 else "coronal"
-        grid = SliceGrid(view, self.cfg.image_size, tuple(blk.ct.shape),
-                         tuple(float(s) for s in blk.spacing), self.cfg.fit)
-        return grid.band_cols(self.cfg.coronal_band)
+        return self._grid(blk).band_cols(self.cfg.coronal_band)
 
     def _candidates(self, key: str, label: int, blk: Optional[_Block] = None):
         """Candidate slice indices, triangular weights, validity, extent (lo, hi); computed once
