@@ -15,12 +15,13 @@ next to it fills the depression.
 Thirds rule (shared with RHLV): split the AP depth [-b, b] into equal thirds; a third's height
 is the mean SI extent over its AP range within the central 40 % of the LR width.
 
-Realistic bodies (``anatomy='realistic'``, :mod:`phantom.shapes`) add four shape terms, all zero
-for the original box body: concave endplates (``endplate_mm`` deep at the centre), rounded rims
-(``rim_mm``, the edge between endplate and wall), a concave anterior wall (``wall_mm`` at
-mid-height), a lateral waist (``waist``) and a physiological wedge (``wedge``: the posterior
-wall taller than the anterior, as in the thoracic spine; negative at L5). Their thirds heights are then column counts
-integrated numerically (``thirds_heights``), the quantity the mask rule measures.
+Realistic bodies (``anatomy='realistic'``, :mod:`phantom.shapes`) add five shape terms, all zero
+for the original box body: concave endplates (``endplate`` mm deep at the centre), rounded rims
+(``rim``, the edge between endplate and wall), a concave anterior wall (``wall`` mm at
+mid-height), a lateral waist (``waist``) and a physiological wedge (``wedge``: the posterior wall
+taller than the anterior, as in the thoracic spine; negative at L5). Their thirds heights are
+column counts integrated numerically over the columns the project's height rule keeps
+(``thirds_heights``), the quantity a measured mask gives.
 """
 from __future__ import annotations
 
