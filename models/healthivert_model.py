@@ -243,6 +243,13 @@ class HealthiVertModel:
         self._set_d_grad(True)
         self.update_ema()
 
+    def skip_ema_warmup(self) -> None:
+        """Average with the full decay from the next update on. The warm-up exists so that random
+        initial weights do not dominate a short run's average; when the generator starts from
+        trained weights (``--init_generator``) it would instead hand the average the first,
+        noisiest updates against fresh discriminators."""
+        self.ema_updates = max(self.ema_updates, 10 ** 7)
+
     @torch.no_grad()
     def update_ema(self) -> None:
         """netG_ema <- d * netG_ema + (1 - d) * netG (parameters); buffers copied.

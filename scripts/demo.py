@@ -44,9 +44,12 @@ def stage_commands(out: Path, quick: bool, no_progress: bool) -> list:
     train_common = ["--dataroot", str(blocks), "--vertebra_json", str(vj), "--checkpoints_dir", str(ck),
                     "--cam_folder", str(cam), "--image_size", str(img), "--batch_size", "4",
                     "--max_steps", str(steps), "--max_minutes", str(minutes), "--print_freq", "5", "--n_epochs", "1000", "--n_epochs_decay", "0",
-                    "--eval_freq", "0", "--overwrite", "--seed", "0"] + npf
-    # both GANs start from the generators shipped in synthesis/weights (trained for 40 minutes on
-    # a phantom cohort of another seed, MANIFEST.json), then train on this cohort for the budget
+                    "--eval_freq", "0", "--overwrite", "--seed", "0", "--ema_decay", "0.999"] + npf
+    # both GANs start from the generators shipped in synthesis/weights (860 steps on a phantom
+    # cohort of another seed, MANIFEST.json), then train on this cohort for the budget; synthesis
+    # uses the moving average of the weights, which starts from the shipped ones: the ~20 steps
+    # the budget allows against fresh discriminators took the raw generator's fractured-height
+    # error from 5.8 % (shipped weights) to 12.1 % on this cohort, the average stays at 6.2 %
     init = {v: ["--init_generator", str(GAN_WEIGHTS / f"gan_{v}_cpu.pth")] for v in ("sagittal", "coronal")}
     rhlv = ["--vertebra_json", str(vj), "--coronal"] + npf
     svm = ["--bootstrap", "200", "--morphometry_csv", str(res / "morphometry.csv")]
