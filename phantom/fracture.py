@@ -142,15 +142,18 @@ class Body:
             return self._thirds_integrated(healthy or replace(self, morphology="none", amp=0.0))
         out = {}
         xs = (np.arange(n) + 0.5) / n * 0.4 * self.a * 2 - 0.4 * self.a   # central 40 % width
-        edges = {"anterior": (self.b / 3, self.b), "middle": (-self.b / 3, self.b / 3),
-                 "posterior": (-self.b, -self.b / 3)}
-        for name, (y0, y1) in edges.items():
+        for name, (y0, y1) in self._third_edges().items():
             ys = y0 + (np.arange(n) + 0.5) / n * (y1 - y0)
             X, Y = np.meshgrid(xs, ys, indexing="ij")
             f, _ = superellipse(X, Y, self.a, self.b, self.p, with_depth=False)
             top, bot = self.surfaces(X, Y)
             out[name] = float(np.mean((top - bot)[f <= 1.0]))
         return out
+
+    def _third_edges(self) -> Dict[str, Tuple[float, float]]:
+        """AP range (local y, mm) of each third of the healthy depth [-b, b]."""
+        return {"anterior": (self.b / 3, self.b), "middle": (-self.b / 3, self.b / 3),
+                "posterior": (-self.b, -self.b / 3)}
 
     def _columns(self, xs, ys, dz: float = 0.05) -> np.ndarray:
         """(len(xs), len(ys)) column heights (mm): inside voxels of each column times dz."""
@@ -167,8 +170,7 @@ class Body:
         centre = ref._columns(xs, [0.0])                                   # (n, 1)
         keep = (h_ref > 0) & (h_ref >= ratio * centre)
         out = {}
-        for name, (y0, y1) in {"anterior": (self.b / 3, self.b), "middle": (-self.b / 3, self.b / 3),
-                               "posterior": (-self.b, -self.b / 3)}.items():
+        for name, (y0, y1) in self._third_edges().items():
             k = keep & ((ys >= y0) & (ys < y1))[None, :]
             out[name] = float(h[k].mean()) if k.any() else 0.0
         return out
