@@ -124,6 +124,23 @@ def test_svm_cli_writes_json_and_png(tmp_path, capsys):
     assert "morphometry" in capsys.readouterr().out
 
 
+def test_svm_cli_warns_about_rows_without_features(tmp_path, caplog):
+    """A failed synthesis (NaN RHLV) is not scored, and the CLI says how many were left out."""
+    from evaluation import SVM_grading
+    df = synthetic_table(noise=0.02, seed=3)
+    for t in "amp":
+        df[f"H_ori_{t}_mm"] = 25 * (1 - df[f"RHLV_{t}"])
+    df.loc[[0, 5], "RHLV_a"] = np.nan
+    csv = tmp_path / "rhlv.csv"
+    df.to_csv(csv, index=False)
+    with caplog.at_level("WARNING"):
+        assert SVM_grading.main(["--rhlv_csv", str(csv), "--output_dir", str(tmp_path / "out"),
+                                 "--bootstrap", "0", "--C_grid", "1"]) == 0
+    assert "2 vertebrae lack a feature" in caplog.text and "not scored" in caplog.text
+    res = json.loads((tmp_path / "out" / "svm_sound.json").read_text())
+    assert df.loc[0, "key"] not in res.get("val_keys", []) and df.loc[5, "key"] not in res.get("val_keys", [])
+
+
 def test_svm_cli_clear_error_when_fractures_sit_in_one_patient(tmp_path):
     """All fractured vertebrae of the fitting splits in one patient: grouped folds cannot train;
     the CLI says so in one line (exit 2) instead of a scikit-learn traceback."""
