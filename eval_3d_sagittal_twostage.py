@@ -6,7 +6,8 @@ For every sagittal slice that contains the target vertebra (all of them, not onl
 lower neighbour on that result, then the target on that result -- each step with the band height,
 neighbour shift and SHRM paste of training. Slices of several vertebrae share each forward pass
 (--batch). With --coronal_checkpoint the coronal model runs the same way on coronal slices and the
-two results are fused (mean image; mean target probability >= 0.5; see synthesis/fusion.py);
+two results are fused (target: mean target probability >= 0.5; its image weighted by the views'
+probabilities; neighbours and the rest from the sagittal result; see synthesis/fusion.py);
 either model alone also works.
 
 Writes under --results_dir: CT_fake/<key>.nii.gz (HU), label_fake/<key>.nii.gz (uint8) on the

@@ -1,17 +1,20 @@
 """2.5D fusion of a sagittal and a coronal synthesis of the same block.
 
-The rule (voxel-wise, on the block grid):
+Each view moves the target's neighbours apart by its own SHRM heights, slice by slice: the
+sagittal view by one height per sagittal slice, the coronal view by one per coronal slice, so the
+two results place the same neighbour at different rows. Averaging them everywhere printed every
+neighbour twice (a double edge, and striped posterior elements where the copies crossed). The rule
+(voxel-wise, on the block grid) therefore lets one view own the context:
 
-* **image**: the mean of the two pseudo-healthy images (in [-1, 1], i.e. the mean HU). Where one
-  view left a voxel real (a slice without the target) and the other synthesised it, the mean is
-  half real, half synthetic -- both views vote with equal weight everywhere; voxels neither view
-  synthesised keep the real block's HU exactly (``touched``).
 * **target mask**: the mean of the two target soft masks (each model's composite ``seg``; 0 in a
-  view's slices without the target), thresholded at 0.5 -- a voxel is target when the two
-  probabilities average to at least one half (one view at 1.0 suffices, as the image is then at
-  least half that view's).
-* **other labels** (neighbours, moved apart by SHRM): from the sagittal result, the primary
-  model of the original method; the coronal result's where the sagittal one is background.
+  view's slices without the target) >= 0.5 -- one view at 1.0 suffices -- except on the sagittal
+  result's neighbours, which the target never overwrites.
+* **image**: where either the fused target or the sagittal target lies, the two pseudo-healthy
+  images weighted by their target probabilities (both views vote on the body's appearance by
+  their confidence); everywhere else the sagittal result (its real neighbours moved apart by its
+  SHRM, real voxels where it synthesised nothing).
+* **other labels** (neighbours, moved apart by SHRM): from the sagittal result, the primary model of
+  the original method, so that labels and image agree.
 
 The original release has no image-level fusion (only its SVM sees 3 sagittal + 3 coronal RHLVs);
 this rule is this project's, documented here and in the CLI help.
@@ -77,16 +80,19 @@ def fuse(sagittal: Optional[ViewResult], coronal: Optional[ViewResult], one_body
         raise ValueError(f"cannot fuse {sagittal.key} {sagittal.image.shape} with "
                          f"{coronal.key} {coronal.image.shape}")
     t = sagittal.label
-    image = 0.5 * (sagittal.image + coronal.image)
-    prob = 0.5 * (sagittal.prob + coronal.prob)
-    sag_other = np.where(sagittal.labels == t, 0, sagittal.labels)
-    cor_other = np.where(coronal.labels == t, 0, coronal.labels)
-    others = np.where(sag_other > 0, sag_other, cor_other)
-    labels = np.where(prob >= THRESHOLD, t, others).astype(sagittal.labels.dtype)
-    prob = prob.astype(np.float32)
+    ps, pc = sagittal.prob, coronal.prob
+    others = np.where(sagittal.labels == t, 0, sagittal.labels)
+    prob = np.where(others > 0, 0.0, 0.5 * (ps + pc)).astype(np.float32)
+    target = prob >= THRESHOLD
+    labels = np.where(target, t, others).astype(sagittal.labels.dtype)
+    w = ps + pc
+    mixed = np.where(w > 0, (ps * sagittal.image + pc * coronal.image) / np.where(w > 0, w, 1.0),
+                     0.5 * (sagittal.image + coronal.image))
+    image = np.where(target | (sagittal.labels == t), mixed, sagittal.image)
+    touched = sagittal.touched | target
     if one_body:
         labels, prob = keep_one_body(labels, prob, t)
     return Synthesis(sagittal.key, t, image.astype(np.float32), labels, prob,
                      {"sagittal": int(sagittal.slices.size), "coronal": int(coronal.slices.size)},
                      {"sagittal": sagittal.height_mm, "coronal": coronal.height_mm},
-                     sagittal.seconds + coronal.seconds, sagittal.touched | coronal.touched)
+                     sagittal.seconds + coronal.seconds, touched)

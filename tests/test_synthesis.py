@@ -215,24 +215,29 @@ def _view(view, image, prob, labels):
     return ViewResult("c_20", 20, view, image, labels, prob, np.arange(3), np.ones(3), 20.0, 1.0, touched)
 
 
-def test_fusion_rule():
-    shape = (4, 4, 4)
-    lab_s = np.zeros(shape, np.int32)
-    lab_s[0] = 19
-    lab_c = np.zeros(shape, np.int32)
-    lab_c[3] = 21
-    p_s = np.full(shape, 0.7, np.float32)
-    p_c = np.full(shape, 0.2, np.float32)
-    p_c[1] = 0.4
-    f = fuse(_view("sagittal", np.zeros(shape, np.float32), p_s, lab_s),
-             _view("coronal", np.ones(shape, np.float32), p_c, lab_c))
-    np.testing.assert_allclose(f.image, 0.5)
-    assert np.all(f.labels[1] == 20)               # (0.7 + 0.4) / 2 >= 0.5
-    assert np.all(f.labels[0] == 19)               # 0.45 < 0.5: sagittal's neighbour
-    assert np.all(f.labels[3] == 21)               # sagittal background -> coronal's neighbour
+def test_fusion_rule_draws_each_neighbour_once():
+    """Each view moves the lower neighbour by its own SHRM height (here the coronal one a row
+    further down): the fused block keeps the sagittal placement of neighbours in image and labels
+    (the mean of both drew the neighbour twice, a ghost at half intensity), never lets the target
+    overwrite a sagittal neighbour, and mixes the target's image by the views' probabilities."""
+    shape = (6, 4, 4)
+    lab_s, lab_c = np.zeros(shape, np.int32), np.zeros(shape, np.int32)
+    img_s, img_c = np.full(shape, -1.0, np.float32), np.full(shape, -1.0, np.float32)
+    p_s, p_c = np.zeros(shape, np.float32), np.zeros(shape, np.float32)
+    lab_s[2:4], p_s[2:4], img_s[2:4] = 20, 0.9, 0.2        # sagittal target rows 2-3
+    lab_s[4:6], img_s[4:6] = 21, 0.8                       # its lower neighbour from row 4
+    lab_c[2:5], p_c[2:4], p_c[4], img_c[2:5] = 20, 0.6, 1.0, 0.6   # coronal target rows 2-4
+    lab_c[5], img_c[5] = 21, 0.8                           # its lower neighbour from row 5
+    lab_c[0], img_c[0] = 22, 0.8                           # a coronal-only neighbour
+    f = fuse(_view("sagittal", img_s, p_s, lab_s), _view("coronal", img_c, p_c, lab_c))
+    assert np.all(f.labels[2:4] == 20) and np.all(f.labels[4:6] == 21)
+    assert np.all(f.labels[:2] == 0)                        # no coronal-only label
+    np.testing.assert_allclose(f.image[4:6], 0.8)           # the neighbour once, where its label is
+    np.testing.assert_allclose(f.image[:2], -1.0)
+    np.testing.assert_allclose(f.image[2:4], (0.9 * 0.2 + 0.6 * 0.6) / 1.5, rtol=1e-6)
+    assert np.all(f.prob[4] == 0) and np.all((f.prob >= 0.5) == (f.labels == 20))
     assert f.slices == {"sagittal": 3, "coronal": 3}
-    assert f.touched.sum() == 16 + 16 - 4  # union of a sagittal and a coronal slice
-    single = fuse(_view("sagittal", np.zeros(shape, np.float32), p_s, lab_s), None)
+    single = fuse(_view("sagittal", img_s, p_s, lab_s), None)
     np.testing.assert_array_equal(single.labels, lab_s)
 
 
