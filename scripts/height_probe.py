@@ -12,11 +12,18 @@ script checks it with a linear probe:
 * probe: standardised ridge regression, alpha chosen by cross-validation on train only;
 * scored on the eval split's healthy vertebrae (central slice), next to two references that use
   no target information: the neighbours' mean height in the same slice and the train mean;
-* on the eval split's fractured vertebrae the probe's prediction is compared with their *fractured*
-  height: a probe that finds it (error below the neighbours') means the input leaks the fracture.
+* the verdict is the healthy comparison: a leak of the target's rows (the mechanism this guards
+  against) reaches healthy and fractured targets alike, and only for healthy targets are the
+  neighbours the fair no-information reference;
+* on the eval split's fractured vertebrae the probe's error against their *fractured* height is
+  printed beside the two references, for information only: a probe fitted to healthy heights
+  shrinks towards the train mean, which lies closer to a collapsed body than its healthy
+  neighbours do, so "probe below neighbours" there happens without any leak (on the synthesis
+  study's cohort: probe 27.4 %, neighbours 33.4 %, train mean 27.9 %); a leak would put the probe
+  far below both.
 
 Prints a table and writes ``--output`` (JSON). Exit status 0 either way; the verdict line says
-whether the probe beats the neighbours.
+whether the probe beats the neighbours on healthy targets.
 
     python scripts/height_probe.py --dataroot out/st --vertebra_json out/ph/vertebra_data.json \\
         --image_size 128 --output out/height_probe.json
@@ -111,12 +118,11 @@ def main(argv=None) -> int:
         if key in res:
             r = res[key]
             print(f"| {name} | {r['probe']:.2f} | {r['neighbours']:.2f} | {r['train_mean']:.2f} |")
-    leak = res["healthy"]["probe"] < res["healthy"]["neighbours"] or (
-        "fractured_own_height" in res and res["fractured_own_height"]["probe"] < res["fractured_own_height"]["neighbours"])
+    leak = res["healthy"]["probe"] < res["healthy"]["neighbours"]
     res["leak"] = bool(leak)
-    print("verdict: the probe " + ("BEATS the neighbours: the input may reveal the target's height"
-                                   if leak else "does not beat the neighbours: no sign that the input "
-                                   "reveals the target's height"))
+    print("verdict (healthy targets): the probe " + (
+        "BEATS the neighbours: the input may reveal the target's height" if leak else
+        "does not beat the neighbours: no sign that the input reveals the target's height"))
     if args.output:
         write_json(args.output, res)
     return 0
