@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 from typing import Dict, Optional
 
 import torch
@@ -248,7 +249,9 @@ class HealthiVertModel:
         initial weights do not dominate a short run's average; when the generator starts from
         trained weights (``--init_generator``) it would instead hand the average the first,
         noisiest updates against fresh discriminators."""
-        self.ema_updates = max(self.ema_updates, 10 ** 7)
+        d = float(self.cfg.ema_decay)
+        if 0.0 < d < 1.0:   # the first n with (1 + n) / (10 + n) >= d (update_ema's warm-up)
+            self.ema_updates = max(self.ema_updates, math.ceil((10.0 * d - 1.0) / (1.0 - d)))
 
     @torch.no_grad()
     def update_ema(self) -> None:

@@ -85,9 +85,8 @@ def fuse(sagittal: Optional[ViewResult], coronal: Optional[ViewResult], one_body
     prob = np.where(others > 0, 0.0, 0.5 * (ps + pc)).astype(np.float32)
     target = prob >= THRESHOLD
     labels = np.where(target, t, others).astype(sagittal.labels.dtype)
-    w = ps + pc
-    mixed = np.where(w > 0, (ps * sagittal.image + pc * coronal.image) / np.where(w > 0, w, 1.0),
-                     0.5 * (sagittal.image + coronal.image))
+    # used where either probability is >= 0.5, so the weights never vanish there
+    mixed = (ps * sagittal.image + pc * coronal.image) / np.maximum(ps + pc, 1e-6)
     image = np.where(target | (sagittal.labels == t), mixed, sagittal.image)
     touched = sagittal.touched | target
     if one_body:

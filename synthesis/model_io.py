@@ -118,7 +118,6 @@ def init_generator(model, path, dataset_mode: str) -> None:
         if model.netG_ema is not None:
             model.netG_ema.load_state_dict(weights, strict=True)
             model.skip_ema_warmup()     # the average starts from trained weights
-
     except (RuntimeError, KeyError, ValueError) as exc:
         raise UserError(f"generator does not fit the model ({str(exc).splitlines()[0][:200]})", p) from None
     log.info("generator initialised from %s (%s)", p, "EMA weights" if "netG_ema" in state else "netG")
