@@ -24,7 +24,23 @@ def _row(setting, sec, repeats, note, device="cpu", ratio=None, per=1):
                     f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}"}
 
 
-def run(quick: bool = True) -> list:
+class _Rows(list):
+    """A list that hands each appended row to ``emit`` as well."""
+
+    def __init__(self, emit=None):
+        super().__init__()
+        self.emit = emit
+
+    def append(self, row) -> None:
+        super().append(row)
+        if self.emit:
+            self.emit(row)
+
+
+def run(quick: bool = True, devices=None, size: int = 256, emit=None) -> list:
+    """``devices``: where the DRRs and training steps run (default the CPU, and CUDA when present);
+    ``size``: detector and network input pixels (256; ``scripts/gpu_check.py --dry_run`` uses
+    less); ``emit(row)`` gets each row as it is measured."""
     from phantom.case import render_case
     from radiograph.cohort import channel_names
     from radiograph.drr import Camera, Jitter, LateralRenderer, spine_centre
@@ -33,18 +49,19 @@ def run(quick: bool = True) -> list:
                                   heatmap_loss, predict_points, to_heatmap)
     repeats = 3 if quick else 5
     case = render_case(0, levels=["T12", "L1", "L2", "L3", "L4", "L5"], sacrum=True)
-    rows = []
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    rows = _Rows(emit)
+    devices = devices or ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     for dev in devices:
         base = None
         for renderer in ("trilinear", "siddon"):
-            r = LateralRenderer(case.ct, Camera(renderer=renderer), spine_centre(case.mask), device=dev)
+            cam = Camera(renderer=renderer, size=size, pixel_mm=1.2 * 256 / size)
+            r = LateralRenderer(case.ct, cam, spine_centre(case.mask), device=dev)
             for n in (1, 4):
                 jit = [Jitter()] * n
                 sec = median_seconds(lambda: r.render(jit), repeats)
                 per = sec[0] / n
                 base = base or per
-                rows.append(_row(f"DRR 256x256 {renderer}, batch {n}", sec, repeats,
+                rows.append(_row(f"DRR {size}x{size} {renderer}, batch {n}", sec, repeats,
                                  f"volume {case.ct.shape}", dev, round(base / per, 2), per=n))
     if not torch.cuda.is_available():
         rows.append({"benchmark": "radiograph", "setting": "DRR on CUDA", "device": "cuda",
@@ -53,33 +70,33 @@ def run(quick: bool = True) -> list:
     rows.append(_row("3D landmarks of 6 bodies + S1 (spine_landmarks)", sec, repeats,
                      f"mask {case.mask.shape}"))
     ch = len(channel_names())
-    for arch in ("unet", "hrnet"):
+    for dev, arch in ((d, a) for d in devices for a in ("unet", "hrnet")):
         cfg = ModelConfig(arch=arch, channels=ch, **PRESETS["cpu"])
-        model = build_model(cfg)
+        model = build_model(cfg).to(dev)
         opt = torch.optim.AdamW(model.parameters(), 1e-3)
-        x = torch.rand(8, 1, 256, 256)
-        pts = torch.rand(8, ch, 2) * 255
-        vis = torch.ones(8, ch, dtype=torch.bool)
+        x = torch.rand(8, 1, size, size, device=dev)
+        pts = torch.rand(8, ch, 2, device=dev) * (size - 1)
+        vis = torch.ones(8, ch, dtype=torch.bool, device=dev)
         st = getattr(model, "stride", 1)
 
         def step():
             model.train()
-            t = gaussian_targets(to_heatmap(pts, st), vis, 256 // st, 2.0)
+            t = gaussian_targets(to_heatmap(pts, st), vis, size // st, 2.0)
             loss = heatmap_loss(model(x), t, vis)
             opt.zero_grad()
             loss.backward()
             opt.step()
         sec = median_seconds(step, repeats)
-        rows.append(_row(f"train step {arch} (cpu preset), batch 8 at 256", sec, repeats,
+        rows.append(_row(f"train step {arch} (cpu preset), batch 8 at {size}", sec, repeats,
                          f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters; "
-                         f"{1 / sec[0]:.2f} steps/s"))
+                         f"{1 / sec[0]:.2f} steps/s", dev))
         one = x[:1]
         s0 = median_seconds(lambda: predict_points(model, one, mc=0), repeats)
-        rows.append(_row(f"inference {arch}, one image", s0, repeats, "no MC dropout"))
+        rows.append(_row(f"inference {arch}, one image", s0, repeats, "no MC dropout", dev))
         s10 = median_seconds(lambda: predict_points(model, one, mc=10), repeats)
         rows.append(_row(f"inference {arch}, one image, MC dropout x10", s10, repeats,
-                         "11 forward passes", ratio=round(s0[0] / s10[0], 3)))
-    return rows
+                         "11 forward passes", dev, ratio=round(s0[0] / s10[0], 3)))
+    return list(rows)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,9 @@ def _row(setting, sec, repeats, note, device="cpu", ratio=None):
             "note": f"{note}; CPU time median {cpu:.3g} s; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}"}
 
 
-def run(quick: bool = True) -> list:
+def run(quick: bool = True, devices=None, real: bool = True) -> list:
+    """``devices``: where the training steps run (default the CPU, and CUDA when present);
+    ``real=False`` skips the inference on the real CTs (``scripts/gpu_check.sh``)."""
     from data.io import load_ct
     from segmentation.networks import PRESETS, build
     from segmentation.pipeline import DEFAULT_WEIGHTS, load_models, run as segment, segment_vertebrae
@@ -38,7 +40,7 @@ def run(quick: bool = True) -> list:
     from segmentation.train import stage_batch, step_loss
     repeats = 3 if quick else 5
     rows = []
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    devices = devices or ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     import tempfile
     from phantom.cohort import write_cohort
     with tempfile.TemporaryDirectory() as tmp:
@@ -62,6 +64,8 @@ def run(quick: bool = True) -> list:
     if not torch.cuda.is_available():
         rows.append({"benchmark": "segmentation", "setting": "CUDA", "device": "cuda",
                      "note": "not measured (no CUDA device)"})
+    if not real:
+        return rows
     try:
         models = load_models(DEFAULT_WEIGHTS)
     except Exception as exc:  # noqa: BLE001 - no shipped weights: say so in the table

@@ -110,6 +110,39 @@ def _forward_profile(model, device, batches=(1, 16), repeats: int = 3) -> List[d
             for b in batches]
 
 
+def time_batches(cfg, device, width: int, batches=(1, 4, 16, 64), repeats: int = 3,
+                 emit=None) -> List[dict]:
+    """Seconds per vertebra of the 3D synthesis with ``cfg``'s untrained generator (prepared for
+    inference) at each batch size, then a row naming the fastest: the "batch 1 vs 16 vs the best"
+    table of ``scripts/gpu_check.sh``. ``emit(row)`` gets each row as it is measured."""
+    from models.healthivert_model import HealthiVertModel
+    device = torch.device(device)
+    torch.manual_seed(0)
+    model = HealthiVertModel(cfg, device).prepare_inference()
+    blocks = [_block(width, 0, cfg.image_size)]
+    args = (cfg.image_size, cfg.band_rows)
+    rows: List[dict] = []
+    for b in batches:
+        _time(model, device, blocks, b, *args)  # warm-up (cuDNN plans for this batch size)
+        med = statistics.median(_time(model, device, blocks, b, *args) for _ in range(repeats))
+        row = {"benchmark": "synthesis_3d", "setting": f"G {cfg.generator} {cfg.image_size}px, batch {b}",
+               "device": device.type, "seconds_median": med, "repeats": repeats,
+               "ratio": rows[0]["seconds_median"] / med if rows else 1.0,
+               "peak_mem_mb": round(_peak_mb(device), 1),
+               "note": f"s/vertebra, {width} sagittal slices x 3 steps, untrained G; ratio = batch-"
+                       f"{batches[0]} time / this (same run)"}
+        rows.append(row)
+        if emit:
+            emit(row)
+    best = min(rows, key=lambda r: r["seconds_median"])
+    row = {**best, "setting": best["setting"].replace(", batch", ", fastest: batch"),
+           "note": best["note"] + f"; the fastest of batches {', '.join(map(str, batches))}"}
+    rows.append(row)
+    if emit:
+        emit(row)
+    return rows
+
+
 def run(quick: bool = True) -> List[dict]:
     from models.healthivert_model import HealthiVertModel
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])

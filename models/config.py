@@ -26,6 +26,7 @@ from typing import Any, Dict
 L1_NORMS = ("per_sample", "original")
 EDGE_OPERATORS = ("sobel_clip", "sobel_normalised")
 LOCAL_INPUTS = ("crop", "padded")
+AMP_DTYPES = ("bfloat16", "float16")
 L1_BAND_SCALE = 200.0 / 12.0  # original's 1280 / batch * (band / H) at its batch size 12
 
 
@@ -75,6 +76,9 @@ class ModelConfig:
     adv_coarse: bool = False
     hole_fill: float = -1.0
     amp: bool = False
+    amp_dtype: str = "bfloat16"
+    channels_last: bool = False
+    compile: bool = False
 
     def __post_init__(self) -> None:
         from models.registry import DISCRIMINATORS, GENERATORS  # late import: no cycle
@@ -95,6 +99,8 @@ class ModelConfig:
                              f">= {dmin} rows)")
         if self.local_width < dmin:
             raise ValueError(f"local_cols must be >= {dmin}, got {self.local_cols}")
+        if self.amp_dtype not in AMP_DTYPES:
+            raise ValueError(f"amp_dtype must be one of {AMP_DTYPES}, got {self.amp_dtype!r}")
         if self.local_input not in LOCAL_INPUTS:
             raise ValueError(f"local_input must be one of {LOCAL_INPUTS}, got {self.local_input!r}")
         if self.edge_operator not in EDGE_OPERATORS:

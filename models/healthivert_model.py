@@ -35,8 +35,11 @@ D_NAMES = ("netD_global", "netD_shape", "netD_local")
 class HealthiVertModel:
     """Generator + three PatchGANs (global image, soft target shape, local band) + Adam x2.
 
-    ``device``: a ``torch.device`` or string. AMP (float16 autocast + GradScaler) only when
-    ``cfg.amp`` and the device is CUDA.
+    ``device``: a ``torch.device`` or string. AMP only when ``cfg.amp`` and the device is CUDA:
+    autocast to ``cfg.amp_dtype`` (bfloat16 by default, no loss scaling; float16 adds a GradScaler,
+    whose inf check is a host sync per step). ``cfg.channels_last`` puts every network in
+    channels-last layout; ``cfg.compile`` runs them through ``torch.compile`` during training
+    (:meth:`networks` and checkpoints keep the plain modules).
     """
 
     def __init__(self, cfg: ModelConfig, device="cpu"):
@@ -52,8 +55,14 @@ class HealthiVertModel:
         self.optimizer_D = torch.optim.Adam(d_params, lr=cfg.lr, betas=betas)
         self.optimizers = [self.optimizer_G, self.optimizer_D]
         self.use_amp = bool(cfg.amp and self.device.type == "cuda")
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
-        self._run = {"netG": self.netG, **{n: getattr(self, n) for n in D_NAMES}}
+        self.amp_dtype = getattr(torch, cfg.amp_dtype)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp
+                                           and self.amp_dtype == torch.float16)
+        if cfg.channels_last:
+            for m in self.networks().values():
+                m.to(memory_format=torch.channels_last)
+        self._run = {}
+        self._set_run(dict(self.networks()))
         # the EMA generator: an exponential moving average of netG's weights (inference only)
         self.netG_ema = None
         if cfg.ema_decay > 0:
@@ -83,8 +92,15 @@ class HealthiVertModel:
         """Wrap G and the Ds in DistributedDataParallel (process group must exist)."""
         from torch.nn.parallel import DistributedDataParallel as DDP
         unused = not self.cfg.use_height  # the height heads get no gradient then
-        for name, mod in self.networks().items():
-            self._run[name] = DDP(mod, device_ids=device_ids, find_unused_parameters=unused)
+        self._set_run({name: DDP(mod, device_ids=device_ids, find_unused_parameters=unused)
+                       for name, mod in self.networks().items()})
+
+    def _set_run(self, modules: Dict[str, nn.Module]) -> None:
+        """The modules the training step calls: the plain (or DDP-wrapped) networks, compiled
+        with ``torch.compile`` when ``cfg.compile``."""
+        if self.cfg.compile:
+            modules = {name: torch.compile(mod) for name, mod in modules.items()}
+        self._run = modules
 
     def prepare_inference(self) -> "HealthiVertModel":
         """Eval mode with the generator's spectral norms folded into plain weights
@@ -113,7 +129,7 @@ class HealthiVertModel:
         return self
 
     def _autocast(self):
-        return torch.autocast(device_type=self.device.type, dtype=torch.float16,
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype,
                               enabled=self.use_amp)
 
     # ------------------------------------------------------------------ data
@@ -127,7 +143,7 @@ class HealthiVertModel:
                                  f"{self.cfg.band_rows}")
         dev = self.device
         img = lambda k: batch[k].to(dev, torch.float32, non_blocking=True)  # noqa: E731
-        vec = lambda k: torch.as_tensor(batch[k]).to(dev).reshape(-1)  # noqa: E731
+        vec = lambda k: torch.as_tensor(batch[k]).to(dev, non_blocking=True).reshape(-1)  # noqa: E731
         self.inp = {k: img(k) for k in ("A", "B", "mask", "A_mask", "normal_vert")}
         # the hole: band rows of the input take hole_fill (paper -1), whatever the batch holds
         self.inp["A"] = torch.where(self.inp["mask"] > 0.5, torch.full_like(self.inp["A"], self.cfg.hole_fill),

@@ -50,6 +50,12 @@ HELP = {
                      "sobel_normalised (kernel / 8, a quarter of the squared scale)",
     "adv_coarse": "also score the coarse composites by the global and local discriminators (5 "
                   "adversarial terms instead of the paper's 3)",
+    "amp_dtype": "autocast type with --amp on CUDA: bfloat16 (no loss scaling, so no host sync "
+                 "in the step) or float16 (with a GradScaler, whose inf check syncs every step)",
+    "channels_last": "channels-last memory layout for the generator and discriminators (CUDA "
+                     "tensor cores prefer it; see docs/BENCHMARKS.md)",
+    "compile": "torch.compile the generator and discriminators for training (the first steps "
+               "compile; the checkpoint holds the plain weights)",
     "hole_fill": "value of the band (hole) rows in the generator input, in [-1, 1] units (paper -1)",
 }
 
@@ -60,8 +66,9 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     from models.registry import DISCRIMINATORS, GENERATORS
     choices = {"generator": sorted(GENERATORS), "discriminator": sorted(DISCRIMINATORS),
                "l1_norm": None}
-    from models.config import L1_NORMS, LOCAL_INPUTS
+    from models.config import AMP_DTYPES, L1_NORMS, LOCAL_INPUTS
     choices["l1_norm"] = list(L1_NORMS)
+    choices["amp_dtype"] = list(AMP_DTYPES)
     choices["local_input"] = list(LOCAL_INPUTS)
     group = parser.add_argument_group("model (models.config.ModelConfig)")
     for f in dataclasses.fields(ModelConfig):

@@ -57,7 +57,8 @@ class RunOptions:
                                   "checkpoint (its moving average when it has one); same architecture "
                                   "and view required. Default: random initial weights (the paper)")
     device: str = opt("auto", "auto, cpu or cuda")
-    amp: bool = opt(False, "mixed precision (CUDA only; ignored with a warning on CPU)")
+    amp: bool = opt(False, "mixed precision (CUDA only; ignored with a warning on CPU): autocast to "
+                           "--amp_dtype (bfloat16 by default)")
     seed: int = opt(0, "global seed (weights, slice draws)")
     no_progress: bool = opt(False, "hide tqdm progress bars")
     preset: Optional[str] = opt(None, "JSON preset (options/presets/<name>.json or a path); "

@@ -59,7 +59,7 @@ def load_generator(path, device, expect_view: Optional[str] = None,
     state = ckpt.get("model")
     if not isinstance(state, dict) or "config" not in state or "netG" not in state:
         raise UserError("checkpoint has no generator weights or model config", p)
-    over = {"amp": False}
+    over = {"amp": False, "compile": False}  # inference: eager, fp32
     if image_size:
         over["image_size"] = int(image_size)
     if band_rows:
