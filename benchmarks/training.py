@@ -2,8 +2,9 @@
 PatchGANs) and the share of each iteration spent waiting for data, on straightened phantom blocks
 (1 mm, 256 x 256 x 64). CPU always, also with the authors' local-discriminator input (the
 zero-padded image) and generator layout, as ratios against the default in the same run (the
-settings' iterations interleaved); CUDA with
-and without AMP only when a GPU is present ("not measured" rows otherwise).
+settings' iterations interleaved); CUDA with and without AMP only when a GPU is present ("not
+measured" rows otherwise); ``scripts/gpu_check.sh`` times the CUDA speed options (fp32, bf16 AMP,
+channels-last, torch.compile) and ``scripts/benchmark.py --merge`` puts them here.
 
 ``run(quick=True)``: 1 warm-up + 3 timed iterations per setting (one paper-size CPU iteration
 takes ~1 minute on a 2-core machine, so the quick run is ~12-15 minutes); full: 1 warm-up + 5.
