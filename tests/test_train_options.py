@@ -66,3 +66,16 @@ def test_every_flag_has_help():
                  "--no-use_contextual_attention"):
         assert name in flags, name
     assert "--results_dir" in {s for a in make_test_parser()._actions for s in a.option_strings}
+
+
+def test_cpu_2mm_preset_is_the_half_resolution_field_of_view():
+    """--preset cpu_2mm: 128 px slices resized from the 256 mm blocks (2 mm pixels), a 2-layer
+    PatchGAN (12-row minimum instead of 24), so the 40 mm band (20 rows at 2 mm) is valid, and a
+    35-column (70 mm) local discriminator."""
+    from options.model_options import make_model_config
+    o = parse_train_options(["--preset", "cpu_2mm"])
+    assert (o.data.image_size, o.data.slice_fit, o.data.band_mm) == (128, "resize", 40.0)
+    cfg = make_model_config(o.model_dict(), o.data.image_size, round(40.0 / 2.0), False)
+    assert (cfg.n_layers_D, cfg.local_cols, cfg.band_rows) == (2, 35, 20)
+    with pytest.raises(UserError, match="band_rows"):  # the paper's 3-layer PatchGAN would refuse it
+        make_model_config({**o.model_dict(), "n_layers_D": 3}, 128, 20, False)

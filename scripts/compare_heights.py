@@ -1,0 +1,59 @@
+#!/usr/bin/env python
+"""Paired comparison of two fractured-height tables of ``synthesis/phantom_eval.py`` (same cohort,
+two settings): per vertebra the difference of the mean abs height error (B - A, percentage
+points), its mean +- sd over the vertebrae both tables hold, and in how many B is better.
+
+    python scripts/compare_heights.py /tmp/base/heights_final.csv /tmp/opt/heights_final.csv
+    python scripts/compare_heights.py A.csv B.csv --method interp --per_vertebra
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from utils.errors import UserError, run_cli
+
+
+def _read(path: str, col: str):
+    import pandas as pd
+    p = Path(path)
+    if not p.is_file():
+        raise UserError("height table not found", p)
+    df = pd.read_csv(p)
+    if "key" not in df or col not in df:
+        raise UserError(f"not a phantom_eval.py height table (needs 'key' and '{col}')", p)
+    return df.set_index("key")[col]
+
+
+def compare(a, b) -> dict:
+    """Paired statistics of two error series indexed by vertebra key (B - A)."""
+    common = a.index.intersection(b.index)
+    if not len(common):
+        raise UserError("the two tables share no vertebra (different cohorts?)")
+    d = (b[common] - a[common]).astype(float)
+    return {"n": int(len(common)), "mean_a": float(a[common].mean()), "mean_b": float(b[common].mean()),
+            "diff_mean": float(d.mean()), "diff_sd": float(d.std(ddof=1)) if len(d) > 1 else 0.0,
+            "b_better": int((d < 0).sum()), "diff": d}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("a", help="height table of the reference setting (heights_*.csv)")
+    ap.add_argument("b", help="height table of the setting compared with it")
+    ap.add_argument("--method", default="gan", choices=("gan", "interp", "copy", "none"),
+                    help="which method's error to compare (default gan)")
+    ap.add_argument("--per_vertebra", action="store_true", help="also print each vertebra's difference")
+    args = ap.parse_args(argv)
+    col = f"{args.method}_err_pct"
+    s = compare(_read(args.a, col), _read(args.b, col))
+    print(f"{args.method} mean abs height error: A {s['mean_a']:.2f} %, B {s['mean_b']:.2f} % over {s['n']} "
+          f"vertebrae; paired B - A {s['diff_mean']:+.2f} +- {s['diff_sd']:.2f} pp; B better in "
+          f"{s['b_better']} of {s['n']}")
+    if args.per_vertebra:
+        for k, v in s["diff"].items():
+            print(f"  {k}: {v:+.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
