@@ -31,3 +31,18 @@ def test_tables_of_different_cohorts_or_columns_are_errors(tmp_path):
     (tmp_path / "c.csv").write_text("key,other\nc_19,1\n")
     with pytest.raises(UserError, match="gan_err_pct"):
         main([a, str(tmp_path / "c.csv")])
+
+
+def test_height_slope_shows_a_pull_towards_the_mean(tmp_path, capsys):
+    """Heights that move half as much as the truth (t -> 12 + t / 2) have slope 0.5; the bias is
+    their mean signed error."""
+    true = [20.0, 22.0, 24.0, 26.0]
+    rows = ["key,gan_err_pct,true_a,true_m,true_p,gan_a,gan_m,gan_p"]
+    for i, t in enumerate(true):
+        g = 12 + t / 2
+        rows.append(f"c_{i},{abs(g - t) / t * 100},{t},{t},{t},{g},{g},{g}")
+    (tmp_path / "a.csv").write_text("\n".join(rows) + "\n")
+    assert main([str(tmp_path / "a.csv"), str(tmp_path / "a.csv")]) == 0
+    out = capsys.readouterr().out
+    # mean true 23 -> mean got 23.5: bias +0.5 mm
+    assert "A: gan height on true height: slope 0.50, mean bias +0.50 mm (4 vertebrae)" in out
