@@ -25,13 +25,13 @@ from torch.utils.data import DataLoader
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _blocks(tmp: Path, n_cases: int = 3, mm: float = 1.0, straighten_args=()) -> Path:
+def _blocks(tmp: Path, n_cases: int = 3, mm: float = 1.0, straighten_args=(), workers: int = 1) -> Path:
     """``n_cases`` phantom cases x 4 levels at ``mm``, straightened (default 256 x 256 x 64 at
     1 mm); all keys in train."""
     from phantom.cohort import write_cohort
     from data.splits import keys_of, read_vertebra_json, write_vertebra_json
     write_cohort(tmp, n_cases, seed=0, levels=("T12", "L1", "L2", "L3"), spacing=(mm,) * 3,
-                 progress=False)
+                 progress=False, workers=workers)
     subprocess.run([sys.executable, str(ROOT / "straighten" / "straighten_mask_3d.py"),
                     "--dataroot", str(tmp), "--output", str(tmp / "straight"), *straighten_args],
                    check=True, capture_output=True, cwd=ROOT)

@@ -36,8 +36,8 @@ from utils.errors import UserError, run_cli  # noqa: E402
 from utils.fileio import read_json, write_json, write_text  # noqa: E402
 
 STEPS = ("cuda_tests", "training", "synthesis", "segmentation", "radiograph", "study")
-CAPS_S = {"cuda_tests": 90, "training": 120, "synthesis": 45, "segmentation": 35, "radiograph": 35}
-STUDY_OVERHEAD_S = 110  # cohort, straightening, test.py and 3D synthesis around the training
+CAPS_S = {"cuda_tests": 75, "training": 180, "synthesis": 45, "segmentation": 30, "radiograph": 30}
+STUDY_OVERHEAD_S = 130  # cohort, straightening, test.py and 3D synthesis around the training
 STUDY_COHORT = ["--n_cases", "12", "--seed", "5", "--levels", "T11", "L4", "--grade_mix", "0.5", "0.15",
                 "0.2", "0.15"]  # scripts/synthesis_study.sh's cohort
 DRY_COHORT = ["--n_cases", "5", "--seed", "5", "--levels", "T11", "L3", "--grade_mix", "0.5", "0.2",
@@ -166,7 +166,7 @@ def step_training(a, out: StepOut) -> None:
             time_speed_variants(root, dev, image_size=64, batch=2, repeats=1, warmup=1, workers=0,
                                 band_mm=48.0, emit=out.row)
         else:
-            root = _blocks(Path(tmp), 3, 1.0, ["--workers", "8"])
+            root = _blocks(Path(tmp), 3, 1.0, ["--workers", "8"], workers=3)
             time_speed_variants(root, dev, image_size=256, batch=12, repeats=5, warmup=3, workers=6,
                                 emit=out.row)
 
