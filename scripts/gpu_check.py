@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from scripts.benchmark import COLUMNS, _fmt  # noqa: E402 - one table format for both reports
 from utils.errors import UserError, run_cli  # noqa: E402
 from utils.fileio import read_json, write_json, write_text  # noqa: E402
 
@@ -62,12 +63,6 @@ class Results:
         write_text(self.out / "gpu_check.md", render_markdown(self.data))
 
 
-def _fmt(v) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return "" if v is None else str(v).replace("|", "/")
-
-
 def render_markdown(data: dict) -> str:
     lines = ["# GPU check", "", f"Command: `{data.get('command', '')}`", "", "| machine | value |", "|---|---|"]
     lines += [f"| {k} | {_fmt(v)} |" for k, v in data.get("machine", {}).items()]
@@ -81,8 +76,7 @@ def render_markdown(data: dict) -> str:
             lines += [s["detail"], ""]
         rows = s.get("rows") or []
         if rows:
-            cols = [c for c in ("benchmark", "setting", "device", "seconds_median", "repeats", "ratio",
-                                "peak_mem_mb", "note") if any(c in r for r in rows)]
+            cols = [c for c in COLUMNS if any(c in r for r in rows)]
             lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
             lines += ["| " + " | ".join(_fmt(r.get(c)) for c in cols) + " |" for r in rows]
         for table in s.get("tables", []):
