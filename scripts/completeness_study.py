@@ -10,7 +10,12 @@ the grade agreement of the complete vertebrae between the cropped and the uncrop
 many of them each grades right against the planted truth, and, for those whose grade changed,
 the largest distance of their morphometric loss from the nearest Genant threshold (a change
 caused by the cut references moving the expected height by a fraction of a millimetre shows as
-a loss within a few points of a threshold).
+a loss within a few points of a threshold). A third copy of each crop has the cut vertebrae
+erased from its label map: the complete vertebrae must grade the same, with the same heights and
+expected heights, in the crop and in that copy (the cut vertebrae are neither knots of the
+straightening curve, nor references, nor measured); against the uncropped scan they lose the
+two end vertebrae as references and as knots, so grades within a rounding of a threshold can
+change.
 
     python scripts/completeness_study.py --output /tmp/completeness_study
 """
@@ -92,14 +97,17 @@ def study_orientation(out: Path, orientation: str, n_cases: int, seed: int, cut:
     for case_dir in sorted((ph / "raw").iterdir()):
         case = case_dir.name
         mask = load_label(case_dir / f"{case}_msk.nii.gz")
-        for name, vol in (("full", mask), ("crop", None)):
+        cropped, cut_labels[case] = crop_ends(mask, cut)
+        erased = cropped.array.copy()
+        erased[np.isin(erased, cut_labels[case])] = 0
+        for name, vol in (("full", mask), ("crop", cropped),
+                          ("without_cut", Volume(erased, cropped.affine))):
             d = out / name / "raw" / case
             d.mkdir(parents=True, exist_ok=True)
-            if vol is None:
-                vol, cut_labels[case] = crop_ends(mask, cut)
             save_nifti(vol, d / f"{case}_msk.nii.gz")
     full = grade_tree(out / "full", out / "full")
     crop = grade_tree(out / "crop", out / "crop")
+    without = grade_tree(out / "without_cut", out / "without_cut")
     cut_keys = {f"{c}_{l}" for c, ls in cut_labels.items() for l in ls}
     inc = crop[crop["complete"] == 0]
     graded_inc = int(inc["morph_grade"].notna().sum())
@@ -116,6 +124,13 @@ def study_orientation(out: Path, orientation: str, n_cases: int, seed: int, cut:
         case, lab = comp.loc[k, "case"], int(comp.loc[k, "label"])
         t = read_json(ph / "raw" / case / f"{case}_truth.json")
         truth[k] = int(t["vertebrae"][str(lab)]["grade"])
+    # the cropped scan against the same crop with the cut vertebrae erased from the label map:
+    # what the cut vertebrae themselves do to the complete ones (nothing, if they are never
+    # knots, references or measured)
+    same_wo = [k in without.index and int(without.loc[k, "morph_grade"]) == int(comp.loc[k, "morph_grade"])
+               for k in keys]
+    d_wo = [abs(float(without.loc[k, hc]) - float(comp.loc[k, hc])) for k in keys if k in without.index
+            for hc in ("H_a_mm", "H_m_mm", "H_p_mm", "H_exp_a_mm", "H_exp_m_mm", "H_exp_p_mm")]
     changed = [k for k, s in zip(keys, same) if not s]
     margin = [min(abs(float(df.loc[k, "morph_loss"]) - g) for g in GENANT_LOSS)
               for k in changed for df in (full, comp)]
@@ -127,6 +142,8 @@ def study_orientation(out: Path, orientation: str, n_cases: int, seed: int, cut:
             "right_vs_truth_uncropped": int(sum(int(full.loc[k, "morph_grade"]) == truth[k] for k in keys)),
             "right_vs_truth_cropped": int(sum(int(comp.loc[k, "morph_grade"]) == truth[k] for k in keys)),
             "changed_max_loss_from_threshold": round(max(margin), 3) if margin else "",
+            "same_grade_as_cut_erased": int(sum(same_wo)),
+            "max_height_diff_vs_cut_erased_mm": round(max(d_wo), 3) if d_wo else "",
             "uncropped_flagged": int((full["complete"] == 0).sum())}
 
 

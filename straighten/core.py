@@ -57,18 +57,53 @@ class StraightenedSpine:
     bodies_mm: Dict[int, np.ndarray]
 
 
+def cut_ends(labels: Sequence[int], cut: Sequence[int], min_knots: int = 2) -> List[int]:
+    """The labels of ``cut`` (cut by the field of view) at either end of the spine's order, as
+    long as ``min_knots`` others remain."""
+    labs = order_labels(list(labels))
+    lo, hi = 0, len(labs)
+    while lo < hi and labs[lo] in cut:
+        lo += 1
+    while hi > lo and labs[hi - 1] in cut:
+        hi -= 1
+    if hi - lo < min_knots:
+        return []
+    return labs[:lo] + labs[hi:]
+
+
 def build_spine(label_vol: Volume, centroids_vox: Dict[int, np.ndarray], targets: Sequence[int],
                 block_rows: int, step_mm: float, subreg: Optional[Volume] = None,
-                frames: str = "rigid") -> StraightenedSpine:
-    """Centre line, rows and frames covering the blocks of ``targets``."""
+                frames: str = "rigid", cut: Sequence[int] = ()) -> StraightenedSpine:
+    """Centre line, rows and frames covering the blocks of ``targets``.
+
+    ``cut``: labels cut by the field of view (``straighten/completeness.py``). Those at the ends of
+    the spine are not knots of the centre line: the centroid of a cut body's visible part is not
+    where the body is, and as the end knot of the not-a-knot spline it would tilt the frame of
+    the next, complete vertebra (up to 7.6 degrees on the phantom crops of
+    ``scripts/completeness_study.py``) and change its heights. Their blocks lie on the straight
+    extension of the curve past its end, at the projection of their body centroid, so the
+    complete vertebrae are straightened exactly as if the cut ones were not in the scan."""
     whole_mm = {l: label_vol.voxel_to_world(np.asarray(c)[None])[0]
                 for l, c in centroids_vox.items()}
-    bodies, anterior, body_pts = body_centroids(label_vol, whole_mm, subreg)
+    ends = cut_ends(whole_mm, cut)
+    bodies, anterior, body_pts = body_centroids(
+        label_vol, {l: c for l, c in whole_mm.items() if l not in ends}, subreg)
     labs = order_labels(bodies)
     curve = Centerline(np.array([bodies[l] for l in labs]))
     knot_u, rows = build_rows(curve, labs, anterior, frames, body_pts,
                               margin_mm=0.5 * float(label_vol.spacing.max()))
-    t_u = [dict(zip(labs, knot_u))[t] for t in targets]
+    where = dict(zip(labs, knot_u))
+    if ends:
+        near = {l: labs[0] if order_labels([l, labs[0]])[0] == l else labs[-1] for l in ends}
+        extra, _, _ = body_centroids(label_vol, {l: whole_mm[l] for l in
+                                                 set(ends) | set(near.values())},
+                                     subreg, anterior, check=False)
+        for lab in ends:
+            ref = near[lab]
+            p_ref, t_ref = rows(np.array([where[ref]]))[:2]
+            where[lab] = where[ref] + float((extra[lab] - p_ref[0]) @ t_ref[0])
+            bodies[lab] = extra[lab]
+    t_u = [where[t] for t in targets]
     s0 = min(t_u) - (block_rows // 2) * step_mm
     n_rows = int(round((max(t_u) - min(t_u)) / step_mm)) + block_rows + 1
     u = s0 + step_mm * np.arange(n_rows)
@@ -80,8 +115,10 @@ def straighten_case(label_vol: Volume, centroids_vox: Dict[int, np.ndarray],
                     targets: Sequence[int], ct_vol: Optional[Volume] = None,
                     subreg: Optional[Volume] = None, block_size=(256, 256, 64),
                     spacing=(1.0, 1.0, 1.0), keep_arches: bool = False,
-                    frames: str = "rigid", label_interp: str = "auto") -> List[Block]:
-    """Blocks (corrected mode) for the ``targets`` (VerSe ids with a centroid).
+                    frames: str = "rigid", label_interp: str = "auto",
+                    cut: Sequence[int] = ()) -> List[Block]:
+    """Blocks (corrected mode) for the ``targets`` (VerSe ids with a centroid); ``cut``: the
+    labels cut by the field of view, see :func:`build_spine`.
     ``label_interp``: 'nearest', 'linear' (per-label indicator interpolation, see
     :func:`~straighten.resample.sample_labels_smooth`) or 'auto' (linear when the scan's
     coarsest voxel side exceeds 1.5 x the finest output spacing)."""
@@ -90,7 +127,7 @@ def straighten_case(label_vol: Volume, centroids_vox: Dict[int, np.ndarray],
         return []
     h, w_ap, w_lr = (int(x) for x in block_size)
     dz, dy, dx = (float(x) for x in spacing)
-    sp = build_spine(label_vol, centroids_vox, targets, h, dz, subreg, frames)
+    sp = build_spine(label_vol, centroids_vox, targets, h, dz, subreg, frames, cut)
     c_ap, c_lr = w_ap // 2, w_lr // 2
     radius = float(np.hypot(w_ap * dy, w_lr * dx))
     active = rows_touching_volume(label_vol, sp.points_mm, radius)

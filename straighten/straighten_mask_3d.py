@@ -102,7 +102,8 @@ def process_case(job) -> list:
             opts["skip_existing"] and block_complete(opts["output"], f"{files.case}_{t}", ct is not None))]
         flags = case_completeness(lab, cents, sub, ct)
         incomplete = sorted(l for l, c in flags.items() if not c.complete)
-        blocks = _straighten(lab, ct, cents, sub, todo, opts) if todo else []
+        cut = [l for l, c in flags.items() if c.truncated]
+        blocks = _straighten(lab, ct, cents, sub, todo, opts, cut) if todo else []
         for b in blocks:
             key = f"{files.case}_{b.label}"
             flag = flags.get(b.label, Completeness())
@@ -134,14 +135,14 @@ def process_case(job) -> list:
     return [dict(zip(FIELDS, r + [dt])) for r in rows]
 
 
-def _straighten(lab, ct, cents, sub, todo, opts):
+def _straighten(lab, ct, cents, sub, todo, opts, cut=()):
     if opts["mode"] == "original":
         from straighten.original import straighten_original
         return straighten_original(lab, cents, todo, ct, opts["block_size"],
                                    keep_arches=opts["keep_arches"])
     from straighten.core import straighten_case
     return straighten_case(lab, cents, todo, ct, sub, opts["block_size"], opts["spacing"],
-                           opts["keep_arches"], opts["frames"], opts["label_interp"])
+                           opts["keep_arches"], opts["frames"], opts["label_interp"], cut)
 
 
 def _wanted_by_case(path):

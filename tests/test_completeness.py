@@ -121,3 +121,28 @@ def test_totalseg_example_top_vertebrae_flagged(shared_data, tmp_path):
     assert set(m.index[m["complete"] == 0]) == {18, 19}       # T11 (no centroid), T12 cut
     assert m.loc[[20, 21, 22, 23, 24], "complete"].eq(1).all()
     assert "19" not in str(m.loc[20, "reference_labels"]).split()
+
+
+@pytest.mark.parametrize("orientation", ["LPS", "IPL"])
+def test_cut_vertebrae_do_not_move_the_complete_ones(tmp_path, orientation):
+    """The crop against the same crop with the cut vertebrae erased: the complete vertebrae get
+    the same heights and expected heights (the cut ones are neither knots of the straightening
+    curve nor references). With the cut bodies' centroids as end knots the next vertebra's
+    frame tilted and its heights moved by up to 2 mm."""
+    case = render_case(7, levels=level_range("T11", "L4"), orientation=orientation,
+                       fractures={"L2": (1, "wedge")}, case_id="c")
+    write_case(case, tmp_path / "ph", "c")
+    mask = load_label(tmp_path / "ph" / "raw" / "c" / "c_msk.nii.gz")
+    cropped = _crop_long_axis(mask, 18, 23)
+    erased = cropped.array.copy()
+    erased[np.isin(erased, [18, 23])] = 0
+    _write_mask(cropped, tmp_path / "crop", "c")
+    _write_mask(Volume(erased, cropped.affine), tmp_path / "erased", "c")
+    crop, _ = _grade(tmp_path / "crop", tmp_path / "crop")
+    ref, _ = _grade(tmp_path / "erased", tmp_path / "erased")
+    keys = sorted(crop.index[crop["complete"] == 1])
+    assert keys == ["c_19", "c_20", "c_21", "c_22"]
+    cols = ["H_a_mm", "H_m_mm", "H_p_mm", "H_exp_a_mm", "H_exp_m_mm", "H_exp_p_mm"]
+    diff = (crop.loc[keys, cols] - ref.loc[keys, cols]).abs().to_numpy()
+    assert diff.max() < 0.1, diff.max()
+    assert (crop.loc[keys, "morph_grade"] == ref.loc[keys, "morph_grade"]).all()
