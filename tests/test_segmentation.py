@@ -300,3 +300,22 @@ def test_evaluate_cli_scores_a_reference_against_a_shifted_copy(tiny_cohort, tmp
     assert met["all"]["identification_rate"] == 1.0
     assert met["all"]["localisation_error_mm"] == pytest.approx(3.0, abs=0.05)
     assert 0.5 < met["all"]["dice"] < 0.95
+
+
+def test_predict_writes_the_located_centroids_not_the_mask_centroid(tmp_path):
+    """The JSON holds the stage 2 positions: a predicted mask that misses the arch (here: only
+    the front half of a box) must not move the written centroid towards the body."""
+    from data.centroids import read_centroids
+    from segmentation.pipeline import Result
+    from segmentation.predict import write_case
+    arr = np.zeros((40, 40, 40), np.int16)
+    ct = Volume(arr, np.diag([1.0, 1.0, 1.0, 1.0]))
+    mask = np.zeros((40, 40, 40), np.uint8)
+    mask[10:30, 20:30, 10:30] = 20                     # the located centre is (20, 20, 20)
+    res = Result(Volume(mask, ct.affine.copy()), {20: np.array([20.0, 20.0, 20.0]),
+                                                  21: np.array([20.0, 20.0, 35.0])},
+                 {20: 0.9, 21: 0.5}, {})
+    out = write_case(tmp_path / "case.nii.gz", ct, res, tmp_path / "out", heatmaps=False)
+    cents = read_centroids(out / "case.json")
+    assert np.allclose(cents[20], [20.0, 20.0, 20.0]), cents[20]   # the mask's centroid is y = 24.5
+    assert np.allclose(cents[21], [20.0, 20.0, 35.0])                # a level whose mask is empty
