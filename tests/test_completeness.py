@@ -146,3 +146,12 @@ def test_cut_vertebrae_do_not_move_the_complete_ones(tmp_path, orientation):
     diff = (crop.loc[keys, cols] - ref.loc[keys, cols]).abs().to_numpy()
     assert diff.max() < 0.1, diff.max()
     assert (crop.loc[keys, "morph_grade"] == ref.loc[keys, "morph_grade"]).all()
+
+
+def test_cut_ends_strips_only_the_ends_and_keeps_two_knots():
+    from straighten.core import cut_ends
+    labels = [5, 6, 7, 8, 9, 10, 22]
+    assert cut_ends(labels, {5, 6, 22}) == [5, 6, 22]        # runs of cut vertebrae at both ends
+    assert cut_ends(labels, {8}) == []                       # a cut vertebra inside stays a knot
+    assert cut_ends([20, 21, 22], {20, 22}) == []            # fewer than two knots would remain
+    assert cut_ends([20, 21, 22, 23], {20, 23}) == [20, 23]
