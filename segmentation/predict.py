@@ -9,8 +9,9 @@ Input: NIfTI, NRRD / MHA, or a DICOM folder; a folder of such files (label maps 
 * ``<case>.json``: the located centroids (stage 2's heatmap maxima, which are trained on the
   VerSe centroid, the centre of the whole vertebra's mask), as voxel indices of the CT and mask in
   the original list format. Not the centroid of the predicted mask: a mask that misses part of
-  the arch moves it (on held-out phantoms the mask centroids lay 4.4 mm anterior of the truth on
-  average, the heatmap maxima 1.4 mm posterior; localisation error 7.25 mm against 4.78 mm);
+  the arch moves it (on phantom seed 202, with the segmentation stage of that time, the mask
+  centroids lay 4.4 mm anterior of the truth on average, the heatmap maxima 1.4 mm posterior;
+  localisation error 7.25 mm against 4.78 mm);
 * ``<case>.nii.gz``: the CT itself (a link to the input NIfTI, or a NIfTI copy of another format),
   so that ``straighten/straighten_mask_3d.py --dataroot DIR`` runs on the result directly;
 * with ``--heatmaps``, ``<case>_heatmaps.nii.gz``: the largest vertebra heatmap per voxel (stage 2 grid);
