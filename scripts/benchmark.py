@@ -67,7 +67,7 @@ def machine_info() -> dict:
     return info
 
 
-def _fmt(v) -> str:
+def fmt_cell(v) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
     return "" if v is None else str(v).replace("|", "/")
@@ -93,8 +93,8 @@ def _stage_table(stages: dict) -> list:
     for name, s in stages.items():
         peak, base = s.get("peak_rss_mb"), s.get("import_rss_mb")
         added = peak - base if peak is not None and base is not None else None
-        lines.append(f"| {name} | {_fmt(s.get('seconds'))} | {_fmt(peak)} | {_fmt(base)} | "
-                     f"{_fmt(added)} | {s.get('status', '')} |")
+        lines.append(f"| {name} | {fmt_cell(s.get('seconds'))} | {fmt_cell(peak)} | {fmt_cell(base)} | "
+                     f"{fmt_cell(added)} | {s.get('status', '')} |")
     return lines
 
 
@@ -144,7 +144,7 @@ def _gpu_section(gpu: dict) -> list:
         rows = s.get("rows") or []
         if rows:
             lines += ["| setting | seconds | note |", "|---|---|---|"]
-            lines += [f"| {_fmt(r.get('setting'))} | {_fmt(r.get('seconds_median'))} | {_fmt(r.get('note'))} |"
+            lines += [f"| {fmt_cell(r.get('setting'))} | {fmt_cell(r.get('seconds_median'))} | {fmt_cell(r.get('note'))} |"
                       for r in rows]
         for t in s.get("tables") or []:
             lines += ["", t]
@@ -171,7 +171,7 @@ def render_markdown(info: dict, command: str, results: dict, stages: dict, gpu: 
             continue
         cols = [c for c in COLUMNS if any(c in r for r in rows)]
         lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-        lines += ["| " + " | ".join(_fmt(r.get(c)) for c in cols) + " |" for r in rows]
+        lines += ["| " + " | ".join(fmt_cell(r.get(c)) for c in cols) + " |" for r in rows]
     lines += _gpu_section(gpu or {})
     return "\n".join(lines) + "\n"
 

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from scripts.benchmark import COLUMNS, _fmt  # noqa: E402 - one table format for both reports
+from scripts.benchmark import COLUMNS, fmt_cell  # noqa: E402 - one table format for both reports
 from utils.errors import UserError, run_cli  # noqa: E402
 from utils.fileio import read_json, write_json, write_text  # noqa: E402
 
@@ -65,10 +65,10 @@ class Results:
 
 def render_markdown(data: dict) -> str:
     lines = ["# GPU check", "", f"Command: `{data.get('command', '')}`", "", "| machine | value |", "|---|---|"]
-    lines += [f"| {k} | {_fmt(v)} |" for k, v in data.get("machine", {}).items()]
+    lines += [f"| {k} | {fmt_cell(v)} |" for k, v in data.get("machine", {}).items()]
     lines += ["", "| step | status | seconds | cap s | rows |", "|---|---|---|---|---|"]
     for name, s in data.get("steps", {}).items():
-        lines.append(f"| {name} | {s.get('status', '')} | {_fmt(s.get('seconds'))} | {_fmt(s.get('cap_s'))} | "
+        lines.append(f"| {name} | {s.get('status', '')} | {fmt_cell(s.get('seconds'))} | {fmt_cell(s.get('cap_s'))} | "
                      f"{len(s.get('rows', []))} |")
     for name, s in data.get("steps", {}).items():
         lines += ["", f"## {name}", ""]
@@ -78,7 +78,7 @@ def render_markdown(data: dict) -> str:
         if rows:
             cols = [c for c in COLUMNS if any(c in r for r in rows)]
             lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-            lines += ["| " + " | ".join(_fmt(r.get(c)) for c in cols) + " |" for r in rows]
+            lines += ["| " + " | ".join(fmt_cell(r.get(c)) for c in cols) + " |" for r in rows]
         for table in s.get("tables", []):
             lines += ["", table]
     return "\n".join(lines) + "\n"

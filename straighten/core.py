@@ -20,7 +20,7 @@ import numpy as np
 
 from data.volume import Volume
 from layout.blocks import BlockGeometry
-from spine.anatomy import order_labels
+from spine.anatomy import order_labels, rank
 from straighten.centerline import Centerline
 from straighten.frames import build_rows
 from straighten.depedicle import depedicle
@@ -94,7 +94,7 @@ def build_spine(label_vol: Volume, centroids_vox: Dict[int, np.ndarray], targets
                               margin_mm=0.5 * float(label_vol.spacing.max()))
     where = dict(zip(labs, knot_u))
     if ends:
-        near = {l: labs[0] if order_labels([l, labs[0]])[0] == l else labs[-1] for l in ends}
+        near = {l: labs[0] if rank(l) < rank(labs[0]) else labs[-1] for l in ends}
         extra, _, _ = body_centroids(label_vol, {l: whole_mm[l] for l in
                                                  set(ends) | set(near.values())},
                                      subreg, anterior, check=False)
