@@ -155,13 +155,19 @@ class Body:
         return {"anterior": (self.b / 3, self.b), "middle": (-self.b / 3, self.b / 3),
                 "posterior": (-self.b, -self.b / 3)}
 
-    def _columns(self, xs, ys, dz: float = 0.05) -> np.ndarray:
-        """(len(xs), len(ys)) column heights (mm): inside voxels of each column times dz."""
+    def _columns(self, xs, ys, dz: float = 0.4) -> np.ndarray:
+        """(len(xs), len(ys)) column heights (mm): the length of each column inside the body,
+        sampled every ``dz`` with the boundary crossings placed by linear interpolation of the
+        signed depth (as exact as a 0.01 mm count, at an eighth of the samples)."""
         h2 = self.height / 2 + self.endplate + abs(self.wedge) + 1.0
-        zs = np.arange(-h2, h2, dz, dtype=np.float32)
+        zs = np.arange(-h2, h2 + dz, dz, dtype=np.float32)
         X, Y = np.meshgrid(np.asarray(xs, np.float32), np.asarray(ys, np.float32), indexing="ij")
         d, _ = self.depth(X[..., None], Y[..., None], zs[None, None, :])
-        return (d > 0).sum(-1) * dz
+        d0, d1 = d[..., :-1], d[..., 1:]
+        inside = np.where((d0 > 0) & (d1 > 0), 1.0,
+                          np.where((d0 > 0) != (d1 > 0),
+                                   np.maximum(d0, d1) / np.maximum(np.abs(d0 - d1), 1e-9), 0.0))
+        return inside.sum(-1) * dz
 
     def _thirds_integrated(self, ref: "Body", n: int = 24, ratio: float = 0.7) -> Dict[str, float]:
         xs = (np.arange(n) + 0.5) / n * 0.4 * self.a * 2 - 0.4 * self.a   # central 40 % width
