@@ -58,8 +58,8 @@ class StraightenedSpine:
 
 
 def cut_ends(labels: Sequence[int], cut: Sequence[int], min_knots: int = 2) -> List[int]:
-    """The labels of ``cut`` (cut by the field of view) at either end of the spine's order, as
-    long as ``min_knots`` others remain."""
+    """The labels of ``cut`` (not complete: cut by the field of view, no body in the label) at
+    either end of the spine's order, as long as ``min_knots`` others remain."""
     labs = order_labels(list(labels))
     lo, hi = 0, len(labs)
     while lo < hi and labs[lo] in cut:
@@ -76,11 +76,12 @@ def build_spine(label_vol: Volume, centroids_vox: Dict[int, np.ndarray], targets
                 frames: str = "rigid", cut: Sequence[int] = ()) -> StraightenedSpine:
     """Centre line, rows and frames covering the blocks of ``targets``.
 
-    ``cut``: labels cut by the field of view (``straighten/completeness.py``). Those at the ends of
-    the spine are not knots of the centre line: the centroid of a cut body's visible part is not
-    where the body is, and as the end knot of the not-a-knot spline it would tilt the frame of
-    the next, complete vertebra (up to 7.6 degrees on the phantom crops of
-    ``scripts/completeness_study.py``) and change its heights. Their blocks lie on the straight
+    ``cut``: labels that are not complete (``straighten/completeness.py``: cut by the field of
+    view, or no body left in the label). Those at the ends of the spine are not knots of the
+    centre line: the centroid of a cut body's visible part is not where the body is (nor is
+    that of a label whose crop left only the arch), and as the end knot of the not-a-knot spline
+    it would tilt the frame of the next, complete vertebra (up to 7.6 degrees on the phantom
+    crops of ``scripts/completeness_study.py``) and change its heights. Their blocks lie on the straight
     extension of the curve past its end, at the projection of their body centroid, so the
     complete vertebrae are straightened exactly as if the cut ones were not in the scan."""
     whole_mm = {l: label_vol.voxel_to_world(np.asarray(c)[None])[0]
@@ -104,7 +105,9 @@ def build_spine(label_vol: Volume, centroids_vox: Dict[int, np.ndarray], targets
             where[lab] = where[ref] + float((extra[lab] - p_ref[0]) @ t_ref[0])
             bodies[lab] = extra[lab]
     t_u = [where[t] for t in targets]
-    s0 = min(t_u) - (block_rows // 2) * step_mm
+    # rows on the lattice u = k * step_mm of the curve's own arc length, so that a vertebra's
+    # block samples the same points whichever other targets (or cut vertebrae) are straightened
+    s0 = np.floor((min(t_u) - (block_rows // 2) * step_mm) / step_mm) * step_mm
     n_rows = int(round((max(t_u) - min(t_u)) / step_mm)) + block_rows + 1
     u = s0 + step_mm * np.arange(n_rows)
     pts, axis0, post, right = rows(u)

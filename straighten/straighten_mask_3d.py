@@ -102,7 +102,9 @@ def process_case(job) -> list:
             opts["skip_existing"] and block_complete(opts["output"], f"{files.case}_{t}", ct is not None))]
         flags = case_completeness(lab, cents, sub, ct)
         incomplete = sorted(l for l, c in flags.items() if not c.complete)
-        cut = [l for l, c in flags.items() if c.truncated]
+        # not knots of the centre line at the spine's ends: every vertebra that is not complete
+        # (cut by the scan, or a label with no body left, whose centroid is the arch's)
+        cut = [l for l, c in flags.items() if not c.complete]
         blocks = _straighten(lab, ct, cents, sub, todo, opts, cut) if todo else []
         for b in blocks:
             key = f"{files.case}_{b.label}"
