@@ -32,12 +32,15 @@ def _row(setting: str, seconds, repeats: int, note: str) -> dict:
 def run(quick: bool = True) -> list:
     repeats = 3 if quick else 5
     ten = level_range("T8", "L5")
+    box = dict(anatomy="box")      # the original phantom (the rows of earlier runs)
     settings = [
         ("render_case 10 vertebrae (T8-L5) 1 mm RAS, 1 fracture + twin",
-         dict(levels=ten, fractures={"L1": (3, "wedge")})),
-        ("render_case 8 vertebrae (T10-L5) 1 mm RAS, healthy", dict()),
+         dict(levels=ten, fractures={"L1": (3, "wedge")}, **box)),
+        ("render_case 8 vertebrae (T10-L5) 1 mm RAS, healthy", dict(box)),
         ("render_case 8 vertebrae 0.8x0.8x3 mm LPS, 1 fracture + twin",
-         dict(spacing=(0.8, 0.8, 3.0), orientation="LPS", fractures={"L2": (2, "crush")})),
+         dict(spacing=(0.8, 0.8, 3.0), orientation="LPS", fractures={"L2": (2, "crush")}, **box)),
+        ("render_case 10 vertebrae (T8-L5) 1 mm RAS, 1 fracture + twin, realistic anatomy (default)",
+         dict(levels=ten, fractures={"L1": (3, "wedge")}, anatomy="realistic")),
     ]
     rows = []
     for name, kw in settings:
@@ -45,7 +48,7 @@ def run(quick: bool = True) -> list:
         sec = median_seconds(lambda kw=kw: render_case(0, **kw), repeats)
         rows.append(_row(name, sec, repeats, f"grid {case.ct.shape}, in memory"))
     if not quick:
-        case = render_case(0, levels=ten, fractures={"L1": (3, "wedge")})
+        case = render_case(0, levels=ten, fractures={"L1": (3, "wedge")}, anatomy="box")
         with tempfile.TemporaryDirectory() as tmp:
             sec = median_seconds(lambda: write_case(case, tmp, "bench"), repeats)
         rows.append(_row("write_case (4 gzip NIfTI + 3 JSON), 10 vertebrae 1 mm", sec, repeats,

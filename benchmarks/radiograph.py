@@ -48,7 +48,7 @@ def run(quick: bool = True, devices=None, size: int = 256, emit=None) -> list:
     from radiograph.model import (ModelConfig, PRESETS, build_model, gaussian_targets,
                                   heatmap_loss, predict_points, to_heatmap)
     repeats = 3 if quick else 5
-    case = render_case(0, levels=["T12", "L1", "L2", "L3", "L4", "L5"], sacrum=True)
+    case = render_case(0, levels=["T12", "L1", "L2", "L3", "L4", "L5"], sacrum=True, anatomy="box")
     rows = _Rows(emit)
     devices = devices or ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     for dev in devices:

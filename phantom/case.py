@@ -27,7 +27,7 @@ from data.centroids import write_centroids
 from data.io import save_nifti
 from phantom.fracture import Body, draw_fracture, fracture_truth, plant, MORPHOLOGIES
 from phantom.render import HU, Grid, Placed, render_arrays, texture_tile
-from phantom.shapes import (ANATOMIES, VertebraGeom, box_corners, layout_levels,
+from phantom.shapes import (ANATOMIES, DEFAULT_ANATOMY, VertebraGeom, box_corners, layout_levels,
                             level_geometry, make_curve, vertebra_box)
 from spine.anatomy import LEVEL_IDS, LEVEL_NAMES
 from data.volume import Volume, affine_from_spacing
@@ -195,7 +195,7 @@ def render_case(seed: int, levels: Sequence = DEFAULT_LEVELS, spacing=(1.0, 1.0,
                 orientation: str = "RAS", fractures: FractureSpec = None,
                 grade_mix: Sequence[float] = DEFAULT_GRADE_MIX,
                 case_id: Optional[str] = None, slips: Optional[Dict] = None,
-                sacrum: bool = False, anatomy: str = "box") -> PhantomCase:
+                sacrum: bool = False, anatomy: str = DEFAULT_ANATOMY) -> PhantomCase:
     """Render one case and its healthy twin.
 
     ``spacing``: mm per axis of the *output* array (in ``orientation`` order). ``fractures``:
@@ -204,7 +204,7 @@ def render_case(seed: int, levels: Sequence = DEFAULT_LEVELS, spacing=(1.0, 1.0,
     depth, or (percent, 'degenerative' | 'isthmic')} (> 0 anterolisthesis of that level over the
     next one, in both twins: a slip is not a fracture; isthmic leaves the level's arch behind).
     ``sacrum``: draw S1 (label 26) below L5 (the last level must be L5). ``anatomy``:
-    ``'realistic'`` (bodies with concave endplates and walls, rounded rims, sizes measured on
+    ``'realistic'`` (the default, ``phantom.shapes.DEFAULT_ANATOMY``: bodies with concave endplates and walls, rounded rims, sizes measured on
     a real mask, ribs at thoracic levels, osteoporotic to normal bone density) or ``'box'`` (the
     original phantom, kept so earlier numbers can be regenerated).
     Same arguments -> byte-identical arrays.

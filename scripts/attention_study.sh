@@ -5,7 +5,7 @@
 #   bash scripts/attention_study.sh [OUT]     (default /tmp/attention_study; ~2 min on 2 cores)
 OUT=$(realpath -m "${1:-/tmp/attention_study}")
 source "$(dirname "$0")/study_prelude.sh"
-cohort "$OUT" --n_cases 20 --seed 3 --levels T11 L4 --grade_mix 0.5 0.1 0.2 0.2
+cohort "$OUT" --n_cases 20 --seed 3 --levels T11 L4 --grade_mix 0.5 0.1 0.2 0.2 --anatomy box  # as measured in docs
 python Attention/train_classifier.py --dataroot "$OUT/st" --vertebra_json "$OUT/ph/vertebra_data.json" \
   --checkpoints_dir "$OUT/ck" --name cls --dims 2 --arch resnet_tiny --image_size 80 --crop 80 \
   --mask_margin_mm 6 --n_epochs 6 --samples_per_epoch 1600 --fracture_min_grade 2 --overwrite --seed 0 --no_progress

@@ -32,6 +32,7 @@ import numpy as np
 
 from data.io import load_label, save_nifti
 from data.volume import Volume
+from phantom.shapes import ANATOMIES, DEFAULT_ANATOMY
 from spine.anatomy import GENANT_LOSS
 from utils.errors import run_cli
 from utils.fileio import read_json
@@ -87,12 +88,13 @@ def grade_tree(raw: Path, out: Path):
     return pd.read_csv(out / "morph.csv").set_index("key")
 
 
-def study_orientation(out: Path, orientation: str, n_cases: int, seed: int, cut: float) -> dict:
+def study_orientation(out: Path, orientation: str, n_cases: int, seed: int, cut: float,
+                      anatomy: str = DEFAULT_ANATOMY) -> dict:
     from phantom.case import level_range
     from phantom.cohort import write_cohort
     ph = out / "phantom"
     write_cohort(ph, n_cases, seed, levels=level_range("T11", "L4"), orientation=orientation,
-                 grade_mix=(0.6, 0.1, 0.15, 0.15), progress=False, overwrite=True)
+                 grade_mix=(0.6, 0.1, 0.15, 0.15), progress=False, overwrite=True, anatomy=anatomy)
     cut_labels = {}
     for case_dir in sorted((ph / "raw").iterdir()):
         case = case_dir.name
@@ -163,13 +165,15 @@ def build_parser():
     p.add_argument("--seed", type=int, default=21)
     p.add_argument("--cut", type=float, default=0.4,
                    help="fraction of each end vertebra's extent removed by the crop")
+    p.add_argument("--anatomy", choices=ANATOMIES, default=DEFAULT_ANATOMY,
+                   help=f"phantom body shape (default {DEFAULT_ANATOMY}; 'box': the original phantom)")
     return p
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     out = Path(args.output)
-    rows = [study_orientation(out / o, o, args.n_cases, args.seed + i, args.cut)
+    rows = [study_orientation(out / o, o, args.n_cases, args.seed + i, args.cut, args.anatomy)
             for i, o in enumerate(args.orientations)]
     print(markdown_table(rows))
     (out / "completeness_study.json").write_text(json.dumps(rows, indent=1), encoding="utf-8")

@@ -6,7 +6,7 @@
 OUT=$(realpath -m "${1:-/tmp/gan_quality_study}")
 MINUTES=${MINUTES:-10}
 source "$(dirname "$0")/study_prelude.sh"
-cohort "$OUT" --n_cases 10 --seed 2 --spacing 2 2 2 --levels T11 L4
+cohort "$OUT" --n_cases 10 --seed 2 --spacing 2 2 2 --levels T11 L4 --anatomy box  # as measured in docs
 python train.py --dataroot "$OUT/st" --vertebra_json "$OUT/ph/vertebra_data.json" --checkpoints_dir "$OUT/ck" \
   --name gan --dataset_mode aligned_sagittal --image_size 128 --batch_size 4 --max_minutes "$MINUTES" \
   --n_epochs 1000 --n_epochs_decay 0 --eval_freq 0 --print_freq 20 --overwrite --seed 0 --no_progress

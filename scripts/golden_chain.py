@@ -37,7 +37,8 @@ def commands(work: Path) -> list:
     npf = ["--no_progress"]
     return [
         ["scripts/make_phantom.py", "--output", str(cohort), "--n_cases", "6", "--seed", "3",
-         "--levels", "T11", "L3", "--grade_mix", "0.4", "0.2", "0.2", "0.2", "--overwrite"] + npf,
+         "--levels", "T11", "L3", "--grade_mix", "0.4", "0.2", "0.2", "0.2", "--anatomy", "box",
+         "--overwrite"] + npf,
         ["straighten/straighten_mask_3d.py", "--dataroot", str(cohort), "--output", str(blocks)] + npf,
         ["evaluation/oracle.py", "--dataroot", str(cohort), "--straight_root", str(blocks),
          "--output_root", str(twin)] + npf,

@@ -40,9 +40,9 @@ STEPS = ("cuda_tests", "training", "synthesis", "segmentation", "radiograph", "s
 CAPS_S = {"cuda_tests": 75, "training": 180, "synthesis": 45, "segmentation": 30, "radiograph": 30}
 STUDY_OVERHEAD_S = 130  # cohort, straightening, test.py and 3D synthesis around the training
 STUDY_COHORT = ["--n_cases", "12", "--seed", "5", "--levels", "T11", "L4", "--grade_mix", "0.5", "0.15",
-                "0.2", "0.15"]  # scripts/synthesis_study.sh's cohort
+                "0.2", "0.15", "--anatomy", "box"]  # scripts/synthesis_study.sh's cohort
 DRY_COHORT = ["--n_cases", "5", "--seed", "5", "--levels", "T11", "L3", "--grade_mix", "0.5", "0.2",
-              "0.2", "0.1", "--spacing", "2", "2", "2"]
+              "0.2", "0.1", "--spacing", "2", "2", "2", "--anatomy", "box"]
 NEEDS_SIMPLEITK = {"segmentation": "segmentation.samples uses TorchIO, which imports SimpleITK",
                    "radiograph": "the DRR renderer (DiffDRR) reads volumes through TorchIO, which imports SimpleITK"}
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from phantom.case import (DEFAULT_GRADE_MIX, check_orientation, level_range,
                           parse_level, render_case, write_case)
 from phantom.fracture import MORPHOLOGIES
-from phantom.shapes import ANATOMIES
+from phantom.shapes import ANATOMIES, DEFAULT_ANATOMY
 from utils.errors import UserError, run_cli
 
 log = logging.getLogger("make_phantom")
@@ -42,12 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grade_mix", nargs=4, type=float, default=list(DEFAULT_GRADE_MIX),
                    metavar=("G0", "G1", "G2", "G3"),
                    help="relative frequency of Genant grades 0-3 per vertebra (default 0.8 0.1 0.06 0.04)")
-    p.add_argument("--anatomy", choices=ANATOMIES, default="box",
-                   help="vertebral shape: 'box' (default; the original phantom: flat walls and "
-                        "endplates, square rims, no ribs, healthy bone density) or 'realistic' "
-                        "(concave endplates and anterior wall, rounded rims, lateral waist, "
-                        "physiological wedge, level sizes measured on a real mask, ribs at "
-                        "thoracic levels, osteoporotic to normal density; phantom/shapes.py)")
+    p.add_argument("--anatomy", choices=ANATOMIES, default=DEFAULT_ANATOMY,
+                   help="vertebral shape: 'realistic' (default: concave endplates and anterior "
+                        "wall, rounded rims, lateral waist, physiological wedge, level sizes "
+                        "measured on a real mask, ribs at thoracic levels, osteoporotic to normal "
+                        "density; phantom/shapes.py) or 'box' (the original phantom: flat walls "
+                        "and endplates, square rims, no ribs, healthy bone density; regenerates "
+                        "numbers measured before realistic became the default)")
     p.add_argument("--split", nargs=3, type=float, default=[0.6, 0.2, 0.2], metavar=("TRAIN", "VAL", "TEST"),
                    help="fractions of cases in train/val/test (patient-disjoint; default 0.6 0.2 0.2)")
     p.add_argument("--workers", type=int, default=1, help="parallel processes for a cohort (default 1)")

@@ -9,14 +9,16 @@
 OUT=$(realpath -m "${1:-/tmp/radiograph_study}")
 source "$(dirname "$0")/study_prelude.sh"
 MINUTES=${MINUTES:-28}
+# the shipped landmark weights were trained on the box phantom: ANATOMY=realistic for the default shape
+ANATOMY=${ANATOMY:-box}
 ARCH=${ARCH:-unet}
 mkdir -p "$OUT"
 for s in 1 2; do
   [ -f "$OUT/train_s$s.npz" ] || OMP_NUM_THREADS=1 python radiograph/render.py --phantom 40 --seed $s \
-      --views 4 --output "$OUT/train_s$s.npz" &
+      --anatomy "$ANATOMY" --views 4 --output "$OUT/train_s$s.npz" &
 done
 [ -f "$OUT/heldout_s9.npz" ] || OMP_NUM_THREADS=1 python radiograph/render.py --phantom 20 --seed 9 \
-    --views 2 --output "$OUT/heldout_s9.npz"
+    --anatomy "$ANATOMY" --views 2 --output "$OUT/heldout_s9.npz"
 wait
 python radiograph/train.py --data "$OUT/train_s1.npz" "$OUT/train_s2.npz" --output "$OUT/run_$ARCH" \
   --arch "$ARCH" --minutes "$MINUTES" --keep_steps --eval_every 150 --batch 8 --seed 0 ${TRAIN_FLAGS:-}

@@ -25,6 +25,7 @@ import numpy as np
 
 
 from data.splits import write_vertebra_json
+from phantom.shapes import ANATOMIES, DEFAULT_ANATOMY
 from spine.anatomy import LEVEL_NAMES
 from utils.errors import run_cli
 from layout.blocks import LABEL_DIR
@@ -38,7 +39,8 @@ def run(cmd) -> None:
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def write_cases(ph: Path, n_cases: int, seed: int, run_lengths) -> dict:
+def write_cases(ph: Path, n_cases: int, seed: int, run_lengths,
+                anatomy: str = DEFAULT_ANATOMY) -> dict:
     """Cases with one run each; returns {key: (true grade, run length or 0)}."""
     from phantom.case import level_range, render_case, write_case
     from phantom.fracture import MORPHOLOGIES
@@ -51,7 +53,8 @@ def write_cases(ph: Path, n_cases: int, seed: int, run_lengths) -> dict:
         run_levels = levels[start:start + k]
         fr = {lv: (int(rng.integers(2, 4)), str(rng.choice(MORPHOLOGIES))) for lv in run_levels}
         name = f"run{k}_{i:03d}"
-        case = render_case(int(rng.integers(2 ** 31)), levels=levels, fractures=fr, case_id=name)
+        case = render_case(int(rng.integers(2 ** 31)), levels=levels, fractures=fr, case_id=name,
+                           anatomy=anatomy)
         write_case(case, ph, name)
         for lab, v in case.truth["vertebrae"].items():
             in_run = LEVEL_NAMES[int(lab)] in run_levels
@@ -81,6 +84,8 @@ def build_parser():
     p.add_argument("--n_cases", type=int, default=18)
     p.add_argument("--run_lengths", type=int, nargs="+", default=[1, 2, 3])
     p.add_argument("--seed", type=int, default=31)
+    p.add_argument("--anatomy", choices=ANATOMIES, default=DEFAULT_ANATOMY,
+                   help=f"phantom body shape (default {DEFAULT_ANATOMY}; 'box': the original phantom)")
     return p
 
 
@@ -89,7 +94,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     out = Path(args.output)
     ph, st = out / "phantom", out / "st"
-    truth = write_cases(ph, args.n_cases, args.seed, args.run_lengths)
+    truth = write_cases(ph, args.n_cases, args.seed, args.run_lengths, args.anatomy)
     run(["straighten/straighten_mask_3d.py", "--dataroot", ph, "--output", st, "--no_ct",
          "--no_progress"])
     preds = {"oracle": oracle_grades(ph, st, out)}

@@ -13,9 +13,11 @@ MINUTES_SPINE=${MINUTES_SPINE:-8}
 MINUTES_VERT=${MINUTES_VERT:-13}
 MINUTES_SEG=${MINUTES_SEG:-20}
 TRAIN_FLAGS=${TRAIN_FLAGS:-}
+# the shipped weights were trained on the box phantom: ANATOMY=realistic for the default shape
+ANATOMY=${ANATOMY:-box}
 source "$(dirname "$0")/study_prelude.sh"
 SHARED=${HV_SHARED_DATA:-$(realpath -m ../shared/data)}
-mk() { python scripts/make_phantom.py --output "$OUT/data/$1" --no_progress --overwrite --workers 2 "${@:2}"; }
+mk() { python scripts/make_phantom.py --output "$OUT/data/$1" --no_progress --overwrite --workers 2 --anatomy "$ANATOMY" "${@:2}"; }
 mk a --n_cases 10 --seed 101 --levels T1 L5 --grade_mix 0.7 0.1 0.1 0.1
 mk b --n_cases 8 --seed 102 --levels T8 L5 --orientation LPS --spacing 0.8 0.8 2.5 --grade_mix 0.7 0.1 0.1 0.1
 mk c --n_cases 8 --seed 103 --levels C3 T9 --orientation PIR --grade_mix 0.8 0.1 0.05 0.05

@@ -27,7 +27,8 @@ if [ -z "${SNAPSHOT_MINUTES+x}" ]; then SNAPSHOT_MINUTES=$([ "$MINUTES" -gt 10 ]
 PAPER=${PAPER:-1}
 TRAIN_FLAGS=${TRAIN_FLAGS---ema_decay 0.999}
 source "$(dirname "$0")/study_prelude.sh"
-COHORT_ARGS=${COHORT_ARGS:-"--n_cases 12 --seed 5 --levels T11 L4 --grade_mix 0.5 0.15 0.2 0.15"}
+# the box phantom: the cohort of the shipped generators and of the numbers in README and docs
+COHORT_ARGS=${COHORT_ARGS:-"--n_cases 12 --seed 5 --levels T11 L4 --grade_mix 0.5 0.15 0.2 0.15 --anatomy box"}
 cohort "$OUT" $COHORT_ARGS
 CK="$OUT/ck/gan/ckpt"
 snapshot() {  # copy the latest weights once $1 minutes of training have passed

@@ -18,7 +18,7 @@ PLAN = {19: (3, "wedge"), 20: (2, "biconcave"), 21: (3, "crush"), 22: (1, "wedge
 
 def _oracle_errors(seed, plan, spacing=(1.0, 1.0, 1.0), orientation="RAS"):
     case = render_case(seed, levels=("T11", "T12", "L1", "L2", "L3", "L4"), spacing=spacing,
-                       orientation=orientation, fractures=plan)
+                       orientation=orientation, fractures=plan, anatomy="box")  # bounds of the box
     targets = [int(l) for l in case.truth["vertebrae"]]
     blocks = straighten_case(case.mask, case.centroids, targets, block_size=(160, 160, 64))
     errs = []

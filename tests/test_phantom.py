@@ -176,7 +176,7 @@ def test_orientation_gives_same_world_anatomy():
 
 
 def test_twin_differs_only_caudal_of_fracture():
-    c = render_case(11, levels=LEVELS, fractures={"L1": (3, "crush")})
+    c = render_case(11, levels=LEVELS, fractures={"L1": (3, "crush")}, anatomy="box")  # flat endplates
     v = c.truth["vertebrae"]["20"]
     assert v["collapse_shift_mm"] > 5
     diff = (c.ct.array != c.healthy_ct.array) | (c.mask.array != c.healthy_mask.array)

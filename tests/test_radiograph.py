@@ -20,7 +20,7 @@ LUMBAR = ["T12", "L1", "L2", "L3", "L4", "L5"]
 
 @pytest.fixture(scope="module")
 def healthy_case():
-    return render_case(5, levels=LUMBAR, sacrum=True)
+    return render_case(5, levels=LUMBAR, sacrum=True, anatomy="box")   # corners of flat endplates
 
 
 def test_landmark_heights_match_the_phantom_bodies(healthy_case):

@@ -176,7 +176,8 @@ def phantom(tmp_path_factory):
     from phantom.case import render_case, write_case
     from straighten.straighten_mask_3d import main as straighten
     d = tmp_path_factory.mktemp("phantom")
-    case = render_case(3, levels=("T12", "L1", "L2"), spacing=(1.5, 1.5, 1.5), orientation="LPS")
+    case = render_case(3, levels=("T12", "L1", "L2"), spacing=(1.5, 1.5, 1.5), orientation="LPS",
+                       anatomy="box")   # straight columns: a 3-voxel cut reads back as 3 voxels
     write_case(case, d, "ph01")
     with pytest.raises(SystemExit) as exc:
         run_cli(straighten, ["--dataroot", str(d), "--output", str(d / "straight"),
