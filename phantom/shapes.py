@@ -86,7 +86,7 @@ class VertebraGeom:
 
 
 def level_geometry(labels: Sequence[int], rng: np.random.Generator,
-                   anatomy: str = "box") -> List[VertebraGeom]:
+                   anatomy: str = DEFAULT_ANATOMY) -> List[VertebraGeom]:
     """Random adult-like sizes for ``labels`` (VerSe ids, cranial first); one case-wide scale
     plus a small per-vertebra jitter. ``anatomy='realistic'``: sizes from the real-mask table,
     concave endplates and walls, rounded rims and ribs at thoracic levels; ``'box'``: the

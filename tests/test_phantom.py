@@ -195,7 +195,7 @@ def test_twin_differs_only_caudal_of_fracture():
         assert abs(np.linalg.norm(moved) - t["shift_mm"]) < 1.0
         n_h, n_f = (c.healthy_mask.array == lab).sum(), (c.mask.array == lab).sum()
         assert abs(n_f - n_h) / n_h < 0.03
-    healthy = render_case(11, levels=LEVELS)
+    healthy = render_case(11, levels=LEVELS, anatomy="box")
     assert np.array_equal(healthy.ct.array, c.healthy_ct.array)
     assert np.array_equal(healthy.mask.array, c.healthy_mask.array)
     assert healthy.ct is healthy.healthy_ct

@@ -9,7 +9,7 @@ from scipy import ndimage
 
 from phantom.case import render_case
 from phantom.fracture import Body, fracture_truth, plant
-from phantom.shapes import level_geometry
+from phantom.shapes import DEFAULT_ANATOMY, level_geometry
 from tests.test_phantom import _check_heights
 
 LEVELS = ("T10", "T11", "T12", "L1", "L2")
@@ -61,18 +61,21 @@ def test_planting_hits_the_requested_loss_on_realistic_bodies():
 
 def test_box_anatomy_keeps_the_original_geometry():
     rng_a, rng_b = np.random.default_rng(3), np.random.default_rng(3)
-    box = level_geometry([17, 18, 20], rng_a)
+    box = level_geometry([17, 18, 20], rng_a, "box")
     assert all(g.endplate_mm == g.rim_mm == g.wall_mm == g.waist == g.wedge_mm == 0 and not g.ribs
                for g in box)
     assert [g.height_mm for g in level_geometry([17, 18, 20], rng_b, "box")] == \
         [g.height_mm for g in box]
+    assert [g.ribs for g in level_geometry([17, 18, 20], np.random.default_rng(3))] == \
+        [True, True, False]                               # realistic is the default
     real = level_geometry([17, 18, 20], np.random.default_rng(3), "realistic")
     assert [g.ribs for g in real] == [True, True, False]
     assert all(g.endplate_mm > 0 and g.rim_mm > 0 and g.wall_mm > 0 for g in real)
     with pytest.raises(ValueError):
         level_geometry([17], np.random.default_rng(0), "boxy")
-    c = render_case(2, levels=("L1", "L2"))
+    c = render_case(2, levels=("L1", "L2"), anatomy="box")
     assert c.truth["anatomy"] == "box" and 165 <= c.truth["trabecular_hu"] <= 235
+    assert render_case(2, levels=("L1", "L2")).truth["anatomy"] == DEFAULT_ANATOMY == "realistic"
 
 
 def test_realistic_heights_measured_on_the_mask(real_case):
@@ -106,7 +109,7 @@ def test_ribs_are_bone_outside_the_label_map(real_case):
         n = ndimage.label(sl)[1]
         sizes = ndimage.sum(sl, ndimage.label(sl)[0], range(1, n + 1)) if n else np.zeros(0)
         assert bool(sizes.max(initial=0) > 200) is expect, (lab, sizes.max(initial=0))
-    box = render_case(7, levels=LEVELS)
+    box = render_case(7, levels=LEVELS, anatomy="box")
     assert not (((box.healthy_ct.array > 350) & (box.healthy_mask.array == 0)).sum() > 200)
 
 
@@ -128,7 +131,7 @@ def test_measure_anatomy_sees_the_shape_terms(real_case, tmp_path):
         "measure_anatomy", Path(__file__).parents[1] / "scripts" / "measure_anatomy.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    box = render_case(7, levels=LEVELS)
+    box = render_case(7, levels=LEVELS, anatomy="box")
     out = {}
     for name, vol in (("realistic", real_case.healthy_mask), ("box", box.healthy_mask)):
         path = tmp_path / f"{name}.nii.gz"
