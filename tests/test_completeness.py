@@ -123,6 +123,22 @@ def test_totalseg_example_top_vertebrae_flagged(shared_data, tmp_path):
     assert "19" not in str(m.loc[20, "reference_labels"]).split()
 
 
+def _crop_and_erased(tmp_path, mask: Volume):
+    """Morphometry tables of ``mask`` cropped through T11 and L4, and of the same crop with
+    those two cut vertebrae erased from the label map."""
+    cropped = _crop_long_axis(mask, 18, 23)
+    erased = cropped.array.copy()
+    erased[np.isin(erased, [18, 23])] = 0
+    _write_mask(cropped, tmp_path / "crop", "c")
+    _write_mask(Volume(erased, cropped.affine), tmp_path / "erased", "c")
+    return _grade(tmp_path / "crop", tmp_path / "crop")[0], _grade(tmp_path / "erased", tmp_path / "erased")[0]
+
+
+def _max_height_diff(a, b, keys) -> float:
+    cols = ["H_a_mm", "H_m_mm", "H_p_mm", "H_exp_a_mm", "H_exp_m_mm", "H_exp_p_mm"]
+    return float((a.loc[keys, cols] - b.loc[keys, cols]).abs().to_numpy().max())
+
+
 @pytest.mark.parametrize("orientation", ["LPS", "IPL"])
 def test_cut_vertebrae_do_not_move_the_complete_ones(tmp_path, orientation):
     """The crop against the same crop with the cut vertebrae erased: the complete vertebrae get
@@ -134,18 +150,10 @@ def test_cut_vertebrae_do_not_move_the_complete_ones(tmp_path, orientation):
                        fractures={"L2": (1, "wedge")}, case_id="c")
     write_case(case, tmp_path / "ph", "c")
     mask = load_label(tmp_path / "ph" / "raw" / "c" / "c_msk.nii.gz")
-    cropped = _crop_long_axis(mask, 18, 23)
-    erased = cropped.array.copy()
-    erased[np.isin(erased, [18, 23])] = 0
-    _write_mask(cropped, tmp_path / "crop", "c")
-    _write_mask(Volume(erased, cropped.affine), tmp_path / "erased", "c")
-    crop, _ = _grade(tmp_path / "crop", tmp_path / "crop")
-    ref, _ = _grade(tmp_path / "erased", tmp_path / "erased")
+    crop, ref = _crop_and_erased(tmp_path, mask)
     keys = sorted(crop.index[crop["complete"] == 1])
     assert keys == ["c_19", "c_20", "c_21", "c_22"]
-    cols = ["H_a_mm", "H_m_mm", "H_p_mm", "H_exp_a_mm", "H_exp_m_mm", "H_exp_p_mm"]
-    diff = (crop.loc[keys, cols] - ref.loc[keys, cols]).abs().to_numpy()
-    assert diff.max() < 1e-6, diff.max()
+    assert _max_height_diff(crop, ref, keys) < 1e-6
     assert (crop.loc[keys, "morph_grade"] == ref.loc[keys, "morph_grade"]).all()
 
 
@@ -157,18 +165,9 @@ def test_an_end_vertebra_with_no_body_left_is_not_a_knot(tmp_path):
     write_cohort(tmp_path / "ph", 2, seed=22, levels=level_range("T11", "L4"), orientation="LPS",
                  grade_mix=(0.6, 0.1, 0.15, 0.15), progress=False)       # completeness_study's LPS
     mask = load_label(tmp_path / "ph" / "raw" / "phantom_001" / "phantom_001_msk.nii.gz")
-    cropped = _crop_long_axis(mask, 18, 23)
-    erased = cropped.array.copy()
-    erased[np.isin(erased, [18, 23])] = 0
-    _write_mask(cropped, tmp_path / "crop", "c")
-    _write_mask(Volume(erased, cropped.affine), tmp_path / "erased", "c")
-    crop, _ = _grade(tmp_path / "crop", tmp_path / "crop")
-    ref, _ = _grade(tmp_path / "erased", tmp_path / "erased")
+    crop, ref = _crop_and_erased(tmp_path, mask)
     assert crop.loc["c_23", "complete"] == 0 and "no vertebral body" in crop.loc["c_23", "reason"]
-    keys = ["c_19", "c_20", "c_21", "c_22"]
-    cols = ["H_a_mm", "H_m_mm", "H_p_mm", "H_exp_a_mm", "H_exp_m_mm", "H_exp_p_mm"]
-    diff = (crop.loc[keys, cols] - ref.loc[keys, cols]).abs().to_numpy()
-    assert diff.max() < 1e-6, diff.max()
+    assert _max_height_diff(crop, ref, ["c_19", "c_20", "c_21", "c_22"]) < 1e-6
 
 
 def test_a_block_does_not_depend_on_the_other_targets():
