@@ -204,8 +204,9 @@ def render_case(seed: int, levels: Sequence = DEFAULT_LEVELS, spacing=(1.0, 1.0,
     depth, or (percent, 'degenerative' | 'isthmic')} (> 0 anterolisthesis of that level over the
     next one, in both twins: a slip is not a fracture; isthmic leaves the level's arch behind).
     ``sacrum``: draw S1 (label 26) below L5 (the last level must be L5). ``anatomy``:
-    ``'realistic'`` (the default, ``phantom.shapes.DEFAULT_ANATOMY``: bodies with concave endplates and walls, rounded rims, sizes measured on
-    a real mask, ribs at thoracic levels, osteoporotic to normal bone density) or ``'box'`` (the
+    ``'realistic'`` (the default, ``phantom.shapes.DEFAULT_ANATOMY``: bodies with concave
+    endplates and walls, rounded rims, sizes measured on a real mask, ribs at thoracic levels,
+    osteoporotic to normal bone density) or ``'box'`` (the
     original phantom, kept so earlier numbers can be regenerated).
     Same arguments -> byte-identical arrays.
     """

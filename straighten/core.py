@@ -58,8 +58,8 @@ class StraightenedSpine:
 
 
 def cut_ends(labels: Sequence[int], cut: Sequence[int], min_knots: int = 2) -> List[int]:
-    """The labels of ``cut`` (not complete: cut by the field of view, no body in the label) at
-    either end of the spine's order, as long as ``min_knots`` others remain."""
+    """The labels of ``cut`` (not complete: cut by the field of view, no body in the label,
+    metal) at either end of the spine's order, as long as ``min_knots`` others remain."""
     labs = order_labels(list(labels))
     lo, hi = 0, len(labs)
     while lo < hi and labs[lo] in cut:
@@ -77,13 +77,13 @@ def build_spine(label_vol: Volume, centroids_vox: Dict[int, np.ndarray], targets
     """Centre line, rows and frames covering the blocks of ``targets``.
 
     ``cut``: labels that are not complete (``straighten/completeness.py``: cut by the field of
-    view, or no body left in the label). Those at the ends of the spine are not knots of the
+    view, no body left in the label, metal). Those at the ends of the spine are not knots of the
     centre line: the centroid of a cut body's visible part is not where the body is (nor is
     that of a label whose crop left only the arch), and as the end knot of the not-a-knot spline
     it would tilt the frame of the next, complete vertebra (up to 7.6 degrees on the phantom
-    crops of ``scripts/completeness_study.py``) and change its heights. Their blocks lie on the straight
-    extension of the curve past its end, at the projection of their body centroid, so the
-    complete vertebrae are straightened exactly as if the cut ones were not in the scan."""
+    crops of ``scripts/completeness_study.py``) and change its heights. Their blocks lie on the
+    straight extension of the curve past its end, at the projection of their body centroid, so
+    the complete vertebrae are straightened exactly as if the cut ones were not in the scan."""
     whole_mm = {l: label_vol.voxel_to_world(np.asarray(c)[None])[0]
                 for l, c in centroids_vox.items()}
     ends = cut_ends(whole_mm, cut)

@@ -103,7 +103,7 @@ def process_case(job) -> list:
         flags = case_completeness(lab, cents, sub, ct)
         incomplete = sorted(l for l, c in flags.items() if not c.complete)
         # not knots of the centre line at the spine's ends: every vertebra that is not complete
-        # (cut by the scan, or a label with no body left, whose centroid is the arch's)
+        # (cut by the scan, a label with no body left, whose centroid is the arch's, or metal)
         cut = [l for l, c in flags.items() if not c.complete]
         blocks = _straighten(lab, ct, cents, sub, todo, opts, cut) if todo else []
         for b in blocks:
