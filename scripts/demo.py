@@ -241,6 +241,8 @@ def main(argv=None) -> int:
     out = Path(args.output).resolve()
     (out / "logs").mkdir(parents=True, exist_ok=True)
     (out / "figures").mkdir(parents=True, exist_ok=True)
+    for old in (out / "figures").glob("*.png"):   # the summary page shows every figure: no stale ones
+        old.unlink()
     os.environ.setdefault("MPLBACKEND", "Agg")
     timings = {}
     t_all = time.time()
