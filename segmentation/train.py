@@ -197,6 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--resume", action="store_true", help="continue from <output>/ckpt/latest.pth")
+    ap.add_argument("--init", help="start from this stage checkpoint's network (same stage and sizes; "
+                                   "a fresh optimiser), e.g. segmentation/weights/vertebrae.pth to fine-tune")
     return ap
 
 
@@ -212,6 +214,12 @@ def main(argv=None) -> int:
     val = [c for c in cases if c.split == "val" and c.centroids]
     if not train or not val:
         raise UserError(f"need train and val cases with vertebrae, got {len(train)} and {len(val)}", args.data[0])
+    init = None
+    if args.init and not args.resume:
+        init = load_checkpoint(args.init)
+        if init.get("kind") != KIND or init.get("config") != cfg.to_dict():
+            raise UserError(f"--init holds another stage or configuration than {cfg.stage} with these sizes",
+                            args.init)
     out = Path(args.output)
     (out / "ckpt").mkdir(parents=True, exist_ok=True)
     net = build(cfg).to(device)
@@ -221,6 +229,8 @@ def main(argv=None) -> int:
     val_batches = [stage_batch(cfg, val, vrng, None, 4, args.p_context) for _ in range(max(1, args.val_patches // 4))]
     pairs = PairStats.learn([{l: case.grid.index_to_world(v)[0] for l, v in case.centroids.items()} for case in train])
     step, best, rng, elapsed0 = 0, float("inf"), np.random.default_rng(args.seed), 0.0
+    if init is not None:
+        load_model_state(net, init, args.init)
     if args.resume:
         ck = load_checkpoint(out / "ckpt" / "latest.pth")
         if ck.get("kind") != KIND or ck["config"] != cfg.to_dict():

@@ -235,6 +235,22 @@ def tiny_weights(tiny_cohort, tmp_path_factory):
     return w
 
 
+def test_init_starts_from_the_given_network_and_refuses_another_stage(tiny_weights, tiny_cohort, tmp_path):
+    src = tiny_weights / "segmentation" / "ckpt" / "best.pth"
+    args = ["--stage", "segmentation", "--data", tiny_cohort, "--eval_every", "1", "--val_patches", "4",
+            "--steps", "1", "--lr", "0", "--output", tmp_path / "ft"]
+    r = _cli("train.py", *args, "--init", src)
+    assert r.returncode == 0, r.stderr[-1500:]
+    w0 = torch.load(src, weights_only=False)["model"]
+    w1 = torch.load(tmp_path / "ft" / "ckpt" / "latest.pth", weights_only=False)["model"]
+    for k in w0:                                       # lr 0: the step leaves the loaded weights
+        torch.testing.assert_close(w0[k], w1[k])
+    r = _cli("train.py", *args[:-1], tmp_path / "bad", "--init", tiny_weights / "spine" / "ckpt" / "best.pth")
+    assert r.returncode != 0 and "--init holds another stage" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "bad").exists()
+
+
 def test_training_resumes_exactly(tiny_cohort, tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     args = ["--stage", "segmentation", "--data", tiny_cohort, "--eval_every", "2", "--val_patches", "4", "--p_synth", "0.5"]
