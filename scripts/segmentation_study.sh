@@ -1,20 +1,25 @@
 #!/usr/bin/env bash
 # Train the three segmentation stages (cpu preset) on phantom cohorts and score them on a held-out
 # phantom cohort of another seed and on the real CTs in ../shared/data (issue #16).
-#   bash scripts/segmentation_study.sh [OUT]        (default /tmp/segmentation_study)
-#   MINUTES_SPINE=8 MINUTES_SEG=20 MINUTES_VERT=13 bash scripts/segmentation_study.sh /tmp/seg   (~45 min)
+#   bash scripts/segmentation_study.sh [OUT]        (default /tmp/segmentation_study; ~60 min on 2 cores)
+#   SPINE_STEPS=600 VERT_STEPS=1000 MINUTES_SEG=10 bash scripts/segmentation_study.sh /tmp/seg   (shorter)
 # Training cohorts: seed 101 (10 cases, T1-L5, RAS 1 mm), 102 (8, T8-L5, LPS 0.8 x 0.8 x 2.5 mm),
-# 103 (8, C3-T9, PIR), and the authors' real label map hv0007 painted with phantom HU (train only).
-# Held out: seed 201 (6 cases, T6-L5, IPL), never seen in training or model selection. Spine and
-# segmentation train at the same time (one thread each), then the vertebrae stage alone (two).
-# Weights: $OUT/weights/<stage>/ckpt/best.pth.
+# 103 (8, C3-T9, PIR), and the authors' real label map hv0007 painted with phantom HU (train only),
+# realistic anatomy (ANATOMY=box for the box phantom); training patches get a random body around
+# the spine (train.py --p_context, 0.8 in the cpu preset). Held out: seed 201 (6 cases, T6-L5, IPL),
+# never seen in training or model selection; seed 202 (same levels) is the tuning cohort. The three
+# stages train at the same time, one thread each (spine and vertebrae by steps, segmentation by
+# minutes). Weights: $OUT/weights/<stage>/ckpt/best.pth.
 OUT=$(realpath -m "${1:-/tmp/segmentation_study}")
-MINUTES_SPINE=${MINUTES_SPINE:-8}
-MINUTES_VERT=${MINUTES_VERT:-13}
-MINUTES_SEG=${MINUTES_SEG:-20}
+SPINE_STEPS=${SPINE_STEPS:-1500}
+VERT_STEPS=${VERT_STEPS:-1500}
+# the vertebrae stage fine-tunes the file trained on box phantoms without a body (shipped before
+# 2026-12-07, in the repository's history); VERT_INIT= trains it from random weights (3,300 steps
+# of that gave heatmaps of at most 0.16 after 1,300 steps: stopped)
+VERT_INIT=${VERT_INIT-git:e086a06:segmentation/weights/vertebrae.pth}
+MINUTES_SEG=${MINUTES_SEG:-50}
 TRAIN_FLAGS=${TRAIN_FLAGS:-}
-# the shipped weights were trained on the box phantom: ANATOMY=realistic for the default shape
-ANATOMY=${ANATOMY:-box}
+ANATOMY=${ANATOMY:-realistic}
 source "$(dirname "$0")/study_prelude.sh"
 SHARED=${HV_SHARED_DATA:-$(realpath -m ../shared/data)}
 mk() { python scripts/make_phantom.py --output "$OUT/data/$1" --no_progress --overwrite --workers 2 --anatomy "$ANATOMY" "${@:2}"; }
@@ -30,22 +35,34 @@ if [ -f "$SHARED/hv0007/0007_msk.nii.gz" ]; then
     --output "$OUT/data/real7/raw/hv0007/hv0007.nii.gz" --seed 0 --overwrite
   TRAIN_DATA+=("$OUT/data/real7")
 fi
-# spine and segmentation at the same time (one thread each), then the vertebrae stage alone
+INIT_ARGS=()
+if [ -n "$VERT_INIT" ]; then
+  if [[ "$VERT_INIT" == git:* ]]; then
+    spec=${VERT_INIT#git:}; VERT_INIT="$OUT/vertebrae_init.pth"
+    git show "${spec%%:*}:${spec#*:}" > "$VERT_INIT"
+  fi
+  INIT_ARGS=(--init "$VERT_INIT")
+fi
+mk tune --n_cases 6 --seed 202 --levels T6 L5 --orientation IPL --grade_mix 0.7 0.1 0.1 0.1
+# the three stages at the same time, one thread each
+declare -A STAGE_ARGS=(
+  [spine]="--steps $SPINE_STEPS"
+  [vertebrae]="--steps $VERT_STEPS ${INIT_ARGS[*]} --levels 4 --sigma_mm 12 --lr 5e-4 --dropout 0 --eval_every 100"
+  [segmentation]="--minutes $MINUTES_SEG")
 pids=()
-for st in spine:$MINUTES_SPINE segmentation:$MINUTES_SEG; do
-  OMP_NUM_THREADS=1 python segmentation/train.py --stage "${st%%:*}" --data "${TRAIN_DATA[@]}" \
-    --output "$OUT/weights/${st%%:*}" --minutes "${st##*:}" --seed 0 ${TRAIN_FLAGS} \
-    > "$OUT/train_${st%%:*}.log" 2>&1 &
+for st in spine vertebrae segmentation; do
+  # shellcheck disable=SC2086
+  OMP_NUM_THREADS=1 python segmentation/train.py --stage "$st" --data "${TRAIN_DATA[@]}" \
+    --output "$OUT/weights/$st" --seed 0 ${STAGE_ARGS[$st]} ${TRAIN_FLAGS} > "$OUT/train_$st.log" 2>&1 &
   pids+=($!)
 done
 for p in "${pids[@]}"; do wait "$p"; done
-OMP_NUM_THREADS=2 python segmentation/train.py --stage vertebrae --data "${TRAIN_DATA[@]}" \
-  --output "$OUT/weights/vertebrae" --minutes "$MINUTES_VERT" --lr 5e-4 --eval_every 100 --seed 0 ${TRAIN_FLAGS} \
-  > "$OUT/train_vertebrae.log" 2>&1
 tail -n 2 "$OUT"/train_*.log
 
-python segmentation/predict.py "$OUT/data/heldout/raw" --weights "$OUT/weights" --output "$OUT/pred_heldout" --no_progress
-python segmentation/evaluate.py --pred "$OUT/pred_heldout" --gt "$OUT/data/heldout" --output "$OUT/eval_heldout"
+for h in tune heldout; do
+  python segmentation/predict.py "$OUT/data/$h/raw" --weights "$OUT/weights" --output "$OUT/pred_$h" --no_progress
+  python segmentation/evaluate.py --pred "$OUT/pred_$h" --gt "$OUT/data/$h" --output "$OUT/eval_$h"
+done
 if [ -d "$SHARED/totalseg_example" ]; then
   mkdir -p "$OUT/real/ts" "$OUT/real/chest" "$OUT/real/tptbox"
   ln -sf "$SHARED/totalseg_example/example_ct.nii.gz" "$OUT/real/ts/example_ct.nii.gz"
@@ -61,4 +78,4 @@ if [ -d "$SHARED/totalseg_example" ]; then
   python segmentation/evaluate.py --pred "$OUT/pred_chest" --gt "$OUT/real/chest" --output "$OUT/eval_chest" || true
   python segmentation/evaluate.py --pred "$OUT/pred_tptbox" --gt "$OUT/real/tptbox" --output "$OUT/eval_tptbox" || true
 fi
-echo "held out: $OUT/eval_heldout/metrics.json; real: $OUT/eval_{ts,chest,tptbox}/metrics.json"
+echo "tuning: $OUT/eval_tune/metrics.json; held out: $OUT/eval_heldout/metrics.json; real: $OUT/eval_{ts,chest,tptbox}/metrics.json"
