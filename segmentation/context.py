@@ -18,15 +18,11 @@ from typing import Dict
 import numpy as np
 from scipy import ndimage
 
+from spine.anatomy import rank
+
 AIR, FAT, SOFT, NOISE = -1000.0, -100.0, 40.0, 12.0
 # cranio-caudal distance between consecutive levels (mm) when a patch holds one vertebra only
 _LEVEL_STEP_MM = {"cervical": 16.0, "thoracic": 23.0, "lumbar": 35.0}
-
-
-def level_position(label: int) -> float:
-    """VerSe id -> position on the level axis (C1 = 1 ... L5 = 24, T13 between T12 and L1, L6
-    after L5, S1 after that)."""
-    return {25: 24.5, 26: 25.0, 28: 19.5}.get(int(label), float(label))
 
 
 def _region_step(pos: float) -> float:
@@ -38,7 +34,7 @@ def slice_levels(centroids: Dict[int, np.ndarray], nz: int, spacing: float):
     patch's centroids: linear in z, extrapolated beyond the first and last vertebra."""
     labs = sorted(centroids, key=lambda l: centroids[l][2])
     c = np.array([centroids[l] for l in labs], float)
-    pos = np.array([level_position(l) for l in labs])
+    pos = np.array([rank(l) for l in labs])          # C1 = 1 ... L5 = 24, T13 19.5, L6 24.5
     z = np.arange(nz, dtype=float)
     if len(labs) >= 2 and np.ptp(c[:, 2]) > 0:
         slope, icpt = np.polyfit(c[:, 2], pos, 1)
@@ -153,8 +149,8 @@ def _bones(B: _Body, ctx: np.ndarray) -> None:
     """Ribs (one per thoracic level, sloping down as they run forward), sternum, iliac wings, and a
     few small dense spots (calcification, contrast, a clip)."""
     u, X, Y, L, level, s = B.u, B.X, B.Y, B.L, B.level, B.s
-    nx, ny, nz = X.shape[0], Y.shape[1], X.shape[2]
-    bone = np.zeros(X.shape[:2] + (nz,), np.float32)
+    nx, ny, nz = X.shape
+    bone = np.zeros(X.shape, np.float32)
     slope = (level[-1] - level[0]) / max(nz - 1, 1)       # levels per slice (< 0: z runs up)
     drop, rib_hu = u(15, 40), u(250, 700)
     for lev in range(8, 20):
@@ -186,7 +182,7 @@ def _bones(B: _Body, ctx: np.ndarray) -> None:
         ctx[(m <= pelvis) & (pelvis > 0.05) & B.inside] = u(300, 700)
     for _ in range(int(B.rng.integers(0, 3))):               # calcification, contrast, a clip
         p = np.array([u(0, nx), u(0, ny), u(0, nz)])
-        d2 = ((np.indices(X.shape[:2] + (nz,)).reshape(3, -1).T - p) ** 2).sum(1).reshape(X.shape[:2] + (nz,)) * s * s
+        d2 = ((np.indices(X.shape).reshape(3, -1).T - p) ** 2).sum(1).reshape(X.shape) * s * s
         ctx[(d2 <= u(3, 10) ** 2) & B.inner] = u(400, 2000)
 
 
@@ -203,8 +199,8 @@ def add_body_context(hu: np.ndarray, labels: np.ndarray, centroids: Dict[int, np
     level, sx, sy = slice_levels(centroids, nz, s)
     X = (np.arange(nx)[:, None, None] - sx[None, None, :]) * s
     Y = (np.arange(ny)[None, :, None] - sy[None, None, :]) * s
-    B = _Body(np.broadcast_to(X, hu.shape), np.broadcast_to(Y, hu.shape), np.broadcast_to(level[None, None, :], hu.shape),
-              level, sx, sy, s, rng)
+    full = lambda a: np.broadcast_to(a, hu.shape)          # noqa: E731
+    B = _Body(full(X), full(Y), full(level[None, None, :]), level, sx, sy, s, rng)
     ctx = np.full(hu.shape, np.nan, np.float32)             # NaN: keep the patch's own value
     for paint in (_outline, _chest, _abdomen, _bones):
         paint(B, ctx)

@@ -202,6 +202,14 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _matching_checkpoint(path, cfg: StageConfig, mismatch: str) -> dict:
+    """A stage checkpoint of exactly ``cfg`` (kind, stage and sizes); anything else is a UserError."""
+    ck = load_checkpoint(path)
+    if ck.get("kind") != KIND or ck.get("config") != cfg.to_dict():
+        raise UserError(mismatch, path)
+    return ck
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     seed_everything(args.seed, deterministic=False)
@@ -216,10 +224,8 @@ def main(argv=None) -> int:
         raise UserError(f"need train and val cases with vertebrae, got {len(train)} and {len(val)}", args.data[0])
     init = None
     if args.init and not args.resume:
-        init = load_checkpoint(args.init)
-        if init.get("kind") != KIND or init.get("config") != cfg.to_dict():
-            raise UserError(f"--init holds another stage or configuration than {cfg.stage} with these sizes",
-                            args.init)
+        init = _matching_checkpoint(args.init, cfg, f"--init holds another stage or configuration than "
+                                                    f"{cfg.stage} with these sizes")
     out = Path(args.output)
     (out / "ckpt").mkdir(parents=True, exist_ok=True)
     net = build(cfg).to(device)
@@ -232,9 +238,7 @@ def main(argv=None) -> int:
     if init is not None:
         load_model_state(net, init, args.init)
     if args.resume:
-        ck = load_checkpoint(out / "ckpt" / "latest.pth")
-        if ck.get("kind") != KIND or ck["config"] != cfg.to_dict():
-            raise UserError("latest.pth is another stage or configuration", out / "ckpt" / "latest.pth")
+        ck = _matching_checkpoint(out / "ckpt" / "latest.pth", cfg, "latest.pth is another stage or configuration")
         load_model_state(net, ck, out / "ckpt" / "latest.pth")
         opt.load_state_dict(ck["optimizer"])
         step, best, elapsed0 = ck["step"], ck["best"], ck["elapsed_s"]
