@@ -185,18 +185,31 @@ def enable_mc_dropout(model: nn.Module) -> None:
 
 
 @torch.no_grad()
-def predict_points(model: nn.Module, images: torch.Tensor, mc: int = 0, method: str = "dark"):
+def predict_points(model: nn.Module, images: torch.Tensor, mc: int = 0, method: str = "dark",
+                   channels=None):
     """Points (B, C, 2), peak (B, C) and per-landmark spread (B, C) in pixels (the RMS distance
-    of the ``mc`` dropout samples from their mean; NaN when ``mc`` < 2)."""
+    of the ``mc`` dropout samples from their mean; NaN when ``mc`` < 2). With the channel names,
+    the levels are placed in anatomical order (:mod:`radiograph.ordering`); without, each
+    channel's own maximum."""
     model.eval()
     st = getattr(model, "stride", 1)
-    hm = model(images)
-    pts, peak = decode(hm, method)
-    pts = from_heatmap(pts, st)
+    pts, peak = _points(model(images), method, st, channels)
     if mc < 2:
         return pts, peak, torch.full(peak.shape, float("nan"))
     enable_mc_dropout(model)
-    samples = torch.stack([from_heatmap(decode(model(images), method)[0], st) for _ in range(mc)])
+    samples = torch.stack([_points(model(images), method, st, channels)[0] for _ in range(mc)])
     model.eval()
     spread = ((samples - samples.mean(0)) ** 2).sum(-1).mean(0).sqrt()
     return samples.mean(0), peak, spread
+
+
+def _points(hm: torch.Tensor, method: str, stride: int, channels):
+    pts, peak = decode(hm, method)
+    pts = from_heatmap(pts, stride)
+    if channels is None:
+        return pts, peak
+    from radiograph.ordering import order_levels
+    h, p, k = hm.float().cpu().numpy(), pts.cpu().numpy(), peak.float().cpu().numpy()
+    for b in range(len(h)):
+        p[b], k[b] = order_levels(h[b], channels, p[b], k[b], stride)
+    return torch.as_tensor(p, device=pts.device), torch.as_tensor(k, device=peak.device)
