@@ -12,7 +12,8 @@ where m is the offset b - a compared, axis by axis, with that pair's mean and sp
 training centroids (:class:`PairStats`). A path may start and end at any level (levels missing at
 the ends of the field of view), may skip only the variants T13 and L6, and uses each label once;
 it never has a gap inside, so a missed level in the middle costs the path its continuation rather
-than leaving a hole in the output. Peaks are also offered to the two neighbouring labels at 0.1 of
+than leaving a hole in the output. A vertebra labelled with a variant (T13, L6) pays
+``variant_cost`` from its value, so that a weak variant peak does not shift the run above it. Peaks are also offered to the two neighbouring labels at 0.1 of
 their value, so a vertebra whose heatmap peaks in the wrong channel can still be labelled right."""
 from __future__ import annotations
 
@@ -130,7 +131,7 @@ def candidates_from_peaks(peaks: Sequence[Tuple[int, np.ndarray, float]], copy_f
 
 
 def label_sequence(cands: Sequence[Candidate], stats: PairStats, threshold: float = 0.1,
-                   pair_weight: float = 1.0) -> Dict[int, Candidate]:
+                   pair_weight: float = 1.0, variant_cost: float = 0.0) -> Dict[int, Candidate]:
     """The best sequence ``{label: candidate}`` (empty when no candidate scores above 0). A
     physical peak is used once."""
     order = sorted(range(len(cands)), key=lambda i: rank(cands[i].label))
@@ -139,7 +140,7 @@ def label_sequence(cands: Sequence[Candidate], stats: PairStats, threshold: floa
     by_label: Dict[int, List[int]] = {}
     for i in order:
         c = cands[i]
-        unary = c.value - threshold
+        unary = c.value - threshold - (variant_cost if c.label in VARIANTS else 0.0)
         best[i], back[i] = unary, None
         preds = [p for p in CHANNELS if c.label in successors(p)]
         for p in preds:

@@ -36,7 +36,8 @@ import numpy as np
 from data.centroids import write_centroids
 from data.io import load_ct, save_nifti
 from data.volume import Volume
-from segmentation.pipeline import DEFAULT_THRESHOLD, DEFAULT_WEIGHTS, load_models, run
+from segmentation.pipeline import (DEFAULT_MERGE_MM, DEFAULT_THRESHOLD, DEFAULT_VARIANT_COST, DEFAULT_WEIGHTS,
+                                   load_models, run)
 from spine.anatomy import level_name, order_labels
 from utils.device import resolve_device
 from utils.errors import UserError, run_cli
@@ -108,6 +109,10 @@ def main(argv=None) -> int:
                     help="folder with spine.pth, vertebrae.pth, segmentation.pth (default: shipped)")
     ap.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
                     help="smallest heatmap peak kept as a candidate (and the score a level must add)")
+    ap.add_argument("--merge_mm", type=float, default=DEFAULT_MERGE_MM,
+                    help="peaks of different channels closer than this are one vertebra (default %(default)s)")
+    ap.add_argument("--variant_cost", type=float, default=DEFAULT_VARIANT_COST,
+                    help="heatmap value a T13 or L6 label costs (default %(default)s; 0: none)")
     ap.add_argument("--heatmaps", action="store_true", help="also write the vertebra heatmaps")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--no_progress", action="store_true")
@@ -123,7 +128,8 @@ def main(argv=None) -> int:
         try:
             ct = load_ct(p, allow_nonfinite=True)
             ct = ct.with_array(np.nan_to_num(ct.array, nan=-1024.0, posinf=3071.0, neginf=-1024.0))
-            res = run(ct, models, device, keep_heatmaps=args.heatmaps, threshold=args.threshold)
+            res = run(ct, models, device, keep_heatmaps=args.heatmaps, threshold=args.threshold,
+                      merge_mm=args.merge_mm, variant_cost=args.variant_cost)
             write_case(p, ct, res, out, args.heatmaps)
         except UserError as exc:
             if len(inputs) == 1:

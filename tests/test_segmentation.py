@@ -126,6 +126,28 @@ def test_labelling_allows_t13():
     assert sorted(seq) == sorted(t13)
 
 
+def test_a_weak_variant_peak_pays_its_cost_and_a_strong_one_is_kept():
+    """Pipeline settings (threshold 0.2, pair weight 2, merge 12 mm, variant cost 0.5): a weak T13
+    answer between T12 and L1 joins the run for free, and no longer with the cost; a real T13
+    (its own strong peak, the spacing of a vertebra) stays."""
+    from segmentation.pipeline import (DEFAULT_MERGE_MM, DEFAULT_PAIR_WEIGHT, DEFAULT_THRESHOLD,
+                                       DEFAULT_VARIANT_COST)
+    kw = dict(threshold=DEFAULT_THRESHOLD, pair_weight=DEFAULT_PAIR_WEIGHT)
+    truth = _spine("T10", "L3")
+    stats = _stats([truth] * 5)
+    t12 = truth[LEVEL_IDS["T12"]]
+    peaks = [(l, p, 0.8) for l, p in truth.items()] + [(T13, t12 + np.array([0, 0, -15.0]), 0.5)]
+    cands = candidates_from_peaks(peaks, same_mm=DEFAULT_MERGE_MM)
+    assert T13 in label_sequence(cands, stats, **kw)
+    seq = label_sequence(cands, stats, variant_cost=DEFAULT_VARIANT_COST, **kw)
+    assert sorted(seq) == sorted(truth)
+    real = {**{l: p for l, p in truth.items() if l <= LEVEL_IDS["T12"]}, T13: t12 + np.array([0, 0, -30.0]),
+            **{l: p + np.array([0, 0, -30.0]) for l, p in truth.items() if LEVEL_IDS["L1"] <= l <= LEVEL_IDS["L3"]}}
+    seq = label_sequence(candidates_from_peaks([(l, p, 0.8) for l, p in real.items()], same_mm=DEFAULT_MERGE_MM),
+                         _stats([real, truth]), variant_cost=DEFAULT_VARIANT_COST, **kw)
+    assert sorted(seq) == sorted(real)
+
+
 # ------------------------------------------------------------------ grids
 @pytest.mark.parametrize("orient", ["RAS", "LPS", "PIR"])
 def test_grid_round_trip_returns_the_input_grid(orient):
