@@ -3,7 +3,8 @@
     python radiograph/train.py --data train.npz --output runs/rg --preset cpu --minutes 20
 
 Trains on the ``train`` split of every ``--data`` file, keeps the checkpoint with the lowest
-mean radial error on their ``val`` split (``ckpt/best.pth``; ``ckpt/latest.pth`` every
+mean radial error on their ``val`` split, points decoded level by level in anatomical order as
+predict.py does (radiograph/ordering.py) (``ckpt/best.pth``; ``ckpt/latest.pth`` every
 evaluation, exact resume with ``--resume``). The held-out evaluation is radiograph/evaluate.py
 on a dataset of another seed: nothing here sees it. Logs: ``log.csv`` and TensorBoard events.
 """
