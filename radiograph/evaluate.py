@@ -32,6 +32,7 @@ import numpy as np
 from evaluation.grading import classification_metrics
 from radiograph.cohort import load_dataset, parse_channel
 from radiograph.geometry import measure_spine
+from radiograph.ordering import DECODING_HELP, DECODINGS
 from spine.anatomy import level_name
 from utils.errors import UserError, run_cli
 from utils.fileio import atomic_path, write_json
@@ -158,10 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--split", default="all", help="train, val, test or all (default all)")
     ap.add_argument("--output", required=True, help="folder for metrics.json and the CSVs")
     ap.add_argument("--mc", type=int, default=0, help="Monte-Carlo dropout samples (0: off)")
-    ap.add_argument("--decoding", choices=["ordered", "channel"], default="ordered",
-                    help="ordered (default): each level on a corner peak, levels in anatomical "
-                         "order (radiograph/ordering.py); channel: each channel's own maximum "
-                         "(held-out MRE 9.2 mm against 1.4, docs/RADIOGRAPH.md)")
+    ap.add_argument("--decoding", choices=DECODINGS, default="ordered", help=DECODING_HELP)
     ap.add_argument("--device", default="auto")
     return ap
 

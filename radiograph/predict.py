@@ -35,6 +35,7 @@ import torch
 
 from radiograph.cohort import load_dataset, parse_channel
 from radiograph.geometry import measure_spine
+from radiograph.ordering import DECODING_HELP, DECODINGS
 from spine.anatomy import level_name, rank
 from utils.errors import UserError, run_cli
 from utils.fileio import atomic_path, write_json
@@ -215,10 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--min_peak", type=float, default=0.3, help="heatmap peak to keep a point")
     ap.add_argument("--max_spread", type=float, default=4.0,
                     help="drop a level whose MC-dropout spread exceeds this (model pixels)")
-    ap.add_argument("--decoding", choices=["ordered", "channel"], default="ordered",
-                    help="ordered (default): each level on a corner peak, levels in anatomical "
-                         "order (radiograph/ordering.py); channel: each channel's own maximum "
-                         "(held-out MRE 9.2 mm against 1.4, docs/RADIOGRAPH.md)")
+    ap.add_argument("--decoding", choices=DECODINGS, default="ordered", help=DECODING_HELP)
     ap.add_argument("--device", default="auto")
     return ap
 

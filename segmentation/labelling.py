@@ -13,8 +13,9 @@ training centroids (:class:`PairStats`). A path may start and end at any level (
 the ends of the field of view), may skip only the variants T13 and L6, and uses each label once;
 it never has a gap inside, so a missed level in the middle costs the path its continuation rather
 than leaving a hole in the output. A vertebra labelled with a variant (T13, L6) pays
-``variant_cost`` from its value, so that a weak variant peak does not shift the run above it. Peaks are also offered to the two neighbouring labels at 0.1 of
-their value, so a vertebra whose heatmap peaks in the wrong channel can still be labelled right."""
+``variant_cost`` from its value, so that a weak variant peak does not shift the run above it.
+Peaks are also offered to the two neighbouring labels at 0.1 of their value, so a vertebra whose
+heatmap peaks in the wrong channel can still be labelled right."""
 from __future__ import annotations
 
 from dataclasses import dataclass
