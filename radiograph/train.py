@@ -111,7 +111,26 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also keep the weights of every evaluation (ckpt/step_NNNNNN.pth)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--resume", action="store_true", help="continue from <output>/ckpt/latest.pth")
+    ap.add_argument("--init", default=None, metavar="FILE",
+                    help="start from these weights (a run folder or .pth of the same network, input "
+                         "size and channels, e.g. radiograph/weights/landmarks_cpu.pth) with a new "
+                         "optimiser: fine-tuning")
     return ap
+
+
+def _init_weights(path, cfg: ModelConfig, channels) -> dict:
+    """The state dict of ``path`` when its network, input size and channels are ``cfg``'s and
+    ``channels``; a UserError naming the file otherwise (raised before the run folder exists)."""
+    model, ck = load_landmark_model(path)
+    theirs = {k: tuple(v) if isinstance(v, list) else v for k, v in ck["config"].items()}
+    ours = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.to_dict().items()}
+    diff = sorted(k for k in ours if k != "dropout" and theirs.get(k) != ours[k])
+    if diff:
+        raise UserError("--init: another network or input ("
+                        + ", ".join(f"{k} {theirs.get(k)} vs {ours[k]}" for k in diff) + ")", path)
+    if list(ck["channels"]) != list(map(str, channels)):
+        raise UserError("--init: its landmark channels differ from the data's", path)
+    return model.state_dict()
 
 
 def main(argv=None) -> int:
@@ -126,9 +145,16 @@ def main(argv=None) -> int:
     val = np.flatnonzero(data["split"] == "val")
     if not len(train) or not len(val):
         raise UserError(f"need train and val images, got {len(train)} and {len(val)}", args.data[0])
+    if args.init and args.resume:
+        raise UserError("--init and --resume exclude each other (resume continues the run's own "
+                        "weights)", args.output)
+    init = _init_weights(args.init, cfg, data["channels"]) if args.init else None
     out = Path(args.output)
     (out / "ckpt").mkdir(parents=True, exist_ok=True)
     model = build_model(cfg).to(device)
+    if init is not None:
+        model.load_state_dict(init)
+        log.info("weights from %s", args.init)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     def lr_at(frac: float) -> float:
         """Warm-up over the first 3 %, then cosine to 1 % of --lr (``constant``: --lr)."""

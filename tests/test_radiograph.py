@@ -199,6 +199,19 @@ def test_render_train_evaluate_predict_end_to_end(tmp_path):
     train.main(["--data", str(data), "--output", str(run), "--steps", "2", "--eval_every", "2",
                 "--batch", "1", "--device", "cpu"])
     assert (run / "ckpt" / "best.pth").is_file() and (run / "log.csv").is_file()
+    # --init: with lr 0 the weights stay those of the file; another network is refused up front
+    tuned = tmp_path / "tuned"
+    train.main(["--data", str(data), "--output", str(tuned), "--steps", "2", "--eval_every", "2",
+                "--batch", "1", "--device", "cpu", "--lr", "0", "--init", str(run / "ckpt" / "best.pth")])
+    a = torch.load(run / "ckpt" / "best.pth", weights_only=False)["model"]
+    b = torch.load(tuned / "ckpt" / "latest.pth", weights_only=False)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a if not k.endswith("num_batches_tracked")
+               and "running" not in k)
+    with pytest.raises(UserError, match="--init: another network or input"):
+        train.main(["--data", str(data), "--output", str(tmp_path / "no"), "--steps", "2",
+                    "--device", "cpu", "--init",
+                    str(Path(__file__).resolve().parents[1] / "radiograph" / "weights" / "landmarks_cpu.pth")])
+    assert not (tmp_path / "no").exists()
     evaluate.main(["--checkpoint", str(run), "--data", str(data), "--output", str(tmp_path / "ev"),
                    "--device", "cpu", "--mc", "2"])
     m = json.loads((tmp_path / "ev" / "metrics.json").read_text())
