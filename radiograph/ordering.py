@@ -98,14 +98,15 @@ def order_levels(heatmaps: np.ndarray, channels: Sequence[str], points: np.ndarr
         return pts, pk
     for kind in sorted({t for _, t in parsed}):
         ks = sorted((k for k, (_, t) in enumerate(parsed) if t == kind), key=lambda k: rank(labels[k]))
-        agnostic = heatmaps[ks].max(0)
+        own = heatmaps[ks]                                       # levels x h x w
+        agnostic = own.max(0)
         is_max = (agnostic == ndimage.maximum_filter(agnostic, size=2 * nms + 1)) & (agnostic > floor)
         yx = np.argwhere(is_max)
         if not len(yx):
             continue
         xy_in = yx[:, ::-1] * stride + (stride - 1) / 2.0
         yx = yx[np.argsort(xy_in @ axis, kind="stable")]
-        values = heatmaps[ks][:, yx[:, 0], yx[:, 1]].T          # candidates x levels
+        values = own[:, yx[:, 0], yx[:, 1]].T                   # candidates x levels
         log_map = np.log(np.clip(agnostic, 1e-10, None))
         for i, j in align(values):
             x, y = _refine(log_map, *yx[i])

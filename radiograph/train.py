@@ -122,12 +122,11 @@ def _init_weights(path, cfg: ModelConfig, channels) -> dict:
     """The state dict of ``path`` when its network, input size and channels are ``cfg``'s and
     ``channels``; a UserError naming the file otherwise (raised before the run folder exists)."""
     model, ck = load_landmark_model(path)
-    theirs = {k: tuple(v) if isinstance(v, list) else v for k, v in ck["config"].items()}
-    ours = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.to_dict().items()}
-    diff = sorted(k for k in ours if k != "dropout" and theirs.get(k) != ours[k])
+    theirs = _config_of(ck)
+    diff = [k for k in cfg.to_dict() if k != "dropout" and getattr(theirs, k) != getattr(cfg, k)]
     if diff:
         raise UserError("--init: another network or input ("
-                        + ", ".join(f"{k} {theirs.get(k)} vs {ours[k]}" for k in diff) + ")", path)
+                        + ", ".join(f"{k} {getattr(theirs, k)} vs {getattr(cfg, k)}" for k in diff) + ")", path)
     if list(ck["channels"]) != list(map(str, channels)):
         raise UserError("--init: its landmark channels differ from the data's", path)
     return model.state_dict()
@@ -241,10 +240,14 @@ def load_landmark_model(path, device="cpu"):
     ck = load_checkpoint(p)
     if ck.get("kind") != KIND:
         raise UserError(f"not a radiograph landmark checkpoint (kind {ck.get('kind')!r})", p)
-    cfg = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in ck["config"].items()})
-    model = build_model(cfg)
+    model = build_model(_config_of(ck))
     load_model_state(model, ck, p)
     return model.to(device).eval(), ck
+
+
+def _config_of(ck: dict) -> ModelConfig:
+    """The checkpoint's network configuration (JSON lists back to tuples)."""
+    return ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in ck["config"].items()})
 
 
 if __name__ == "__main__":

@@ -158,8 +158,7 @@ def locate_vertebrae(heat: np.ndarray, grid: Grid, stats: PairStats, ct: Volume,
             continue
         peaks.append((CHANNELS[ch], pos, val))
     return label_sequence(candidates_from_peaks(peaks, same_mm=merge_mm), stats, threshold=threshold,
-                          pair_weight=pair_weight,
-                          variant_cost=variant_cost)
+                          pair_weight=pair_weight, variant_cost=variant_cost)
 
 
 def _scan_z_range(ct: Volume):
