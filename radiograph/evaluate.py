@@ -75,8 +75,11 @@ def _planted_grades(data: dict) -> Dict[str, Dict[str, int]]:
     return {t["case"]: t.get("grades", {}) for t in meta.get("truth", [])}
 
 
-def score(pred: np.ndarray, data: dict, idx: np.ndarray, spread=None) -> dict:
-    """Metrics of predicted points ``pred`` (N, C, 2) on the images ``idx`` of ``data``."""
+def score(pred: np.ndarray, data: dict, idx: np.ndarray, spread=None,
+          max_spread: float = 4.0) -> dict:
+    """Metrics of predicted points ``pred`` (N, C, 2) on the images ``idx`` of ``data``; with the
+    MC-dropout ``spread`` (N, C, pixels) also how predict.py's ``--max_spread`` check would
+    sort the levels: dropped, and of those the ones whose points were all within 4 px."""
     true, vis, ch = data["points"][idx], data["visible"][idx], list(data["channels"])
     px_mm, spine_mm = float(data["pixel_mm"]), float(data["mm_at_spine"])
     err = np.linalg.norm(pred - true, axis=-1)
@@ -149,6 +152,20 @@ def score(pred: np.ndarray, data: dict, idx: np.ndarray, spread=None) -> dict:
         if ok.sum() > 2:
             out["uncertainty_error_spearman"] = float(
                 __import__("scipy.stats", fromlist=["spearmanr"]).spearmanr(s[ok], err[ok])[0])
+        lab = np.array([parse_channel(str(c))[0] for c in ch])
+        n = dropped = right = kept_wrong = 0
+        for i in range(len(idx)):
+            for l in dict.fromkeys(lab):
+                m = (lab == l) & vis[i]
+                if not m.any():
+                    continue
+                drop, wrong = np.nanmax(s[i][m]) > max_spread, err[i][m].max() > 4.0
+                n, dropped = n + 1, dropped + drop
+                right += drop and not wrong
+                kept_wrong += wrong and not drop
+        out["spread_check"] = {"max_spread_px": max_spread, "levels": n, "dropped": int(dropped),
+                               "dropped_all_points_within_4px": int(right),
+                               "kept_with_a_point_over_4px": int(kept_wrong)}
     return out, rows
 
 
@@ -159,6 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--split", default="all", help="train, val, test or all (default all)")
     ap.add_argument("--output", required=True, help="folder for metrics.json and the CSVs")
     ap.add_argument("--mc", type=int, default=0, help="Monte-Carlo dropout samples (0: off)")
+    ap.add_argument("--max_spread", type=float, default=4.0,
+                    help="with --mc: count the levels predict.py's --max_spread would drop "
+                         "(model pixels, default 4)")
     ap.add_argument("--decoding", choices=DECODINGS, default="ordered", help=DECODING_HELP)
     ap.add_argument("--device", default="auto")
     return ap
@@ -179,7 +199,7 @@ def main(argv=None) -> int:
     if not len(idx):
         raise UserError(f"no images in split {args.split!r}", args.data)
     pred, _, spread, _ = radial_errors(model, data, idx, device, mc=args.mc, decoding=args.decoding)
-    metrics, rows = score(pred, data, idx, spread if args.mc >= 2 else None)
+    metrics, rows = score(pred, data, idx, spread if args.mc >= 2 else None, args.max_spread)
     metrics.update({"checkpoint": str(args.checkpoint), "data": str(args.data), "split": args.split,
                     "mc": args.mc, "decoding": args.decoding, "step": int(ck.get("step", 0))})
     out = Path(args.output)

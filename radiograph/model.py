@@ -187,10 +187,16 @@ def enable_mc_dropout(model: nn.Module) -> None:
 @torch.no_grad()
 def predict_points(model: nn.Module, images: torch.Tensor, mc: int = 0, method: str = "dark",
                    channels=None):
-    """Points (B, C, 2), peak (B, C) and per-landmark spread (B, C) in pixels (the RMS distance
-    of the ``mc`` dropout samples from their mean; NaN when ``mc`` < 2). With the channel names,
-    the levels are placed in anatomical order (:mod:`radiograph.ordering`); without, each
-    channel's own maximum."""
+    """Points (B, C, 2) and peak (B, C) of the network without dropout, and per-landmark spread
+    (B, C) in pixels: the median distance of the ``mc`` dropout samples from those points (NaN
+    when ``mc`` < 2). With the channel names, the levels are placed in anatomical order
+    (:mod:`radiograph.ordering`); without, each channel's own maximum.
+
+    The samples only measure the uncertainty. Their mean is not the answer: a sample whose
+    ordering puts a point on the neighbouring vertebra pulls the mean a tenth of a vertebra away
+    (tuning DRRs of seed 7: 1.59 px MRE for the mean of 10 samples against 1.15 px without
+    dropout), and the root-mean-square spread such a sample inflates dropped a third of the
+    levels, most of them right; the median ignores a minority of such samples."""
     model.eval()
     st = getattr(model, "stride", 1)
     pts, peak = _points(model(images), method, st, channels)
@@ -199,8 +205,8 @@ def predict_points(model: nn.Module, images: torch.Tensor, mc: int = 0, method: 
     enable_mc_dropout(model)
     samples = torch.stack([_points(model(images), method, st, channels)[0] for _ in range(mc)])
     model.eval()
-    spread = ((samples - samples.mean(0)) ** 2).sum(-1).mean(0).sqrt()
-    return samples.mean(0), peak, spread
+    spread = (samples - pts).norm(dim=-1).median(0).values
+    return pts, peak, spread
 
 
 def _points(hm: torch.Tensor, method: str, stride: int, channels):

@@ -6,7 +6,8 @@ Input: PNG / JPG / TIFF (grey or colour), a 2D NIfTI, or a dataset ``.npz`` of r
 image is resized to the model's input (aspect kept, padded) and mapped back. For every image:
 
 * ``<name>_landmarks.json``: per level and point (``sa sm sp ia im ip``; S1 ``sa sp``) the pixel
-  position, heatmap peak, Monte-Carlo-dropout spread (pixels) and whether it is kept;
+  position (the network without dropout), heatmap peak, Monte-Carlo-dropout spread (pixels: the
+  median distance of the dropout samples from that position) and whether it is kept;
 * ``<name>_overlay.png``: the points by level, circles of 2 × spread, dropped points in red;
 * ``<name>_measures.csv``: per level Ha / Hm / Hp (mm), Genant grade, loss and type; per
   adjacent pair slip mm / %, Meyerding grade, displacement and angle.

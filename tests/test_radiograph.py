@@ -171,6 +171,33 @@ def test_mc_dropout_spread():
     assert not any(mod.training for mod in m.modules())    # left in eval mode
 
 
+def test_mc_points_are_the_network_without_dropout_and_a_stray_sample_does_not_inflate_spread():
+    """Two of ten dropout samples put the point 20 px away (a level flip). The answer stays the
+    point without dropout (the mean of the samples would move 4 px) and the spread stays
+    under a pixel (their root-mean-square distance from the mean is 8 px)."""
+    from radiograph.model import predict_points
+
+    class Flipping(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.drop = torch.nn.Dropout(0.5)           # what MC dropout switches on
+            self.calls = 0
+            self.stride = 1
+
+        def forward(self, x):
+            y, far = torch.meshgrid(torch.arange(48.0), torch.arange(48.0), indexing="ij")
+            stray = self.drop.training and self.calls % 5 == 4
+            self.calls += self.drop.training
+            cx = 30.0 if stray else 10.0
+            return torch.exp(-((far - cx) ** 2 + (y - 20.0) ** 2) / 8.0)[None, None]
+
+    m = Flipping()
+    pts, _, spread = predict_points(m, torch.zeros(1, 1, 48, 48), mc=10)
+    assert m.calls == 10
+    assert torch.allclose(pts[0, 0], torch.tensor([10.0, 20.0]), atol=0.05)
+    assert spread[0, 0] < 1.0
+
+
 def test_postprocess_drops_levels_out_of_order():
     from radiograph.predict import postprocess
     from radiograph.cohort import channel_names
@@ -216,6 +243,8 @@ def test_render_train_evaluate_predict_end_to_end(tmp_path):
                    "--device", "cpu", "--mc", "2"])
     m = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert m["landmarks"] > 0 and np.isfinite(m["mre_mm"])
+    sc = m["spread_check"]
+    assert 0 <= sc["dropped_all_points_within_4px"] <= sc["dropped"] <= sc["levels"] and sc["levels"] > 0
     predict.main([str(data), "--checkpoint", str(run), "--output", str(tmp_path / "pr"),
                   "--device", "cpu", "--mc", "2"])
     names = sorted(p.name for p in (tmp_path / "pr").iterdir())
