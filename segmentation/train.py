@@ -217,13 +217,16 @@ def main(argv=None) -> int:
     cfg = config_from_args(args)
     if args.p_context is None:
         args.p_context = DEFAULT_P_CONTEXT[args.preset]
+    if args.init and args.resume:
+        raise UserError("--init and --resume exclude each other (resume continues the run's own "
+                        "weights)", args.output)
     cases = load_cases(args.data, cfg.spacing)
     train = [c for c in cases if c.split == "train" and c.centroids]
     val = [c for c in cases if c.split == "val" and c.centroids]
     if not train or not val:
         raise UserError(f"need train and val cases with vertebrae, got {len(train)} and {len(val)}", args.data[0])
     init = None
-    if args.init and not args.resume:
+    if args.init:
         init = _matching_checkpoint(args.init, cfg, f"--init holds another stage or configuration than "
                                                     f"{cfg.stage} with these sizes")
     out = Path(args.output)

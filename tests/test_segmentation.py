@@ -271,6 +271,8 @@ def test_init_starts_from_the_given_network_and_refuses_another_stage(tiny_weigh
     assert r.returncode != 0 and "--init holds another stage" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "bad").exists()
+    r = _cli("train.py", *args, "--init", src, "--resume")      # was silently ignored
+    assert r.returncode != 0 and "--init and --resume exclude each other" in r.stderr
 
 
 def test_training_resumes_exactly(tiny_cohort, tmp_path):
