@@ -6,7 +6,9 @@ L3's corner carries none. The corners themselves are found well. So, per point t
 ``sm``, ..., ``ip``):
 
 1. the level-agnostic map is the maximum over the levels' channels of that type; its local
-   maxima above ``floor`` are the candidate corners, one per vertebra;
+   maxima above ``floor`` are the candidate corners, one per vertebra, except where another
+   type's agnostic map is higher: one place is one kind of point (L5's mid-inferior channel
+   also answers on L5's anterior-inferior corner, and without this takes it);
 2. the candidates are ordered along the spine's main axis (from the channels' own maxima of the
    levels in view, its direction set so that cranial levels come first);
 3. the levels (in anatomical order) are aligned to the ordered candidates by dynamic programming:
@@ -96,11 +98,17 @@ def order_levels(heatmaps: np.ndarray, channels: Sequence[str], points: np.ndarr
     pts, pk = np.array(points, dtype=np.float64), np.array(peak, dtype=np.float64)
     if axis is None:
         return pts, pk
-    for kind in sorted({t for _, t in parsed}):
-        ks = sorted((k for k, (_, t) in enumerate(parsed) if t == kind), key=lambda k: rank(labels[k]))
-        own = heatmaps[ks]                                       # levels x h x w
-        agnostic = own.max(0)
+    kinds = sorted({t for _, t in parsed})
+    of_kind = {kind: sorted((k for k, (_, t) in enumerate(parsed) if t == kind), key=lambda k: rank(labels[k]))
+               for kind in kinds}
+    agnostic_of = {kind: heatmaps[ks].max(0) for kind, ks in of_kind.items()}
+    for kind in kinds:
+        ks = of_kind[kind]
+        own, agnostic = heatmaps[ks], agnostic_of[kind]          # levels x h x w; h x w
         is_max = (agnostic == ndimage.maximum_filter(agnostic, size=2 * nms + 1)) & (agnostic > floor)
+        for other in kinds:
+            if other != kind:
+                is_max &= agnostic >= agnostic_of[other]
         yx = np.argwhere(is_max)
         if not len(yx):
             continue

@@ -68,3 +68,18 @@ def test_alignment_keeps_the_order_and_uses_each_candidate_once():
     assert align(v) == [(0, 0), (1, 1), (3, 2)]
     w = np.array([[0.2, 1.0], [0.1, 0.0]])                  # level 1 first even though it is
     assert align(w) == [(0, 1)]                           # the only strong one: nothing after
+
+
+def test_a_place_belongs_to_the_point_type_that_answers_most_there():
+    """L2's mid-inferior channel answers 0.9 on L2's anterior-inferior corner (where that
+    corner's own channel answers 1.0) and 0.5 on its own point: it must take its own point."""
+    ch = ["L1_ia", "L1_im", "L2_ia", "L2_im"]
+    at = {"L1_ia": (20, 20), "L1_im": (20, 32), "L2_ia": (40, 20), "L2_im": (40, 32)}   # (y, x)
+    hm = np.stack([_blob(64, 64, *at[c], 1.0) for c in ch])
+    hm[3] = _blob(64, 64, *at["L2_ia"], 0.9) + _blob(64, 64, *at["L2_im"], 0.5)
+    own, peak = _channel_maxima(hm)
+    assert np.allclose(own[3], at["L2_ia"][::-1], atol=0.3)     # its own maximum: the corner
+    pts, pk = order_levels(hm, ch, own, peak, stride=1)
+    for k, c in enumerate(ch):
+        assert np.allclose(pts[k], at[c][::-1], atol=0.3), (c, pts[k])
+    assert pk[3] == pytest.approx(0.5, abs=0.05)
