@@ -35,9 +35,9 @@ import numpy as np
 import torch
 
 from radiograph.cohort import load_dataset, parse_channel
-from radiograph.geometry import measure_spine
+from radiograph.geometry import S1, measure_spine
 from radiograph.ordering import DECODING_HELP, DECODINGS
-from spine.anatomy import level_name, rank
+from spine.anatomy import level_name, rank, spine_sequence
 from utils.errors import UserError, run_cli
 from utils.fileio import atomic_path, write_json
 
@@ -124,7 +124,8 @@ def postprocess(points: np.ndarray, peak: np.ndarray, channels, min_peak: float 
         kept = [l for l in levels if keep[l]]
         if len(kept) >= 3:
             cc = {l: points[by_level[l]].mean(0) for l in kept}
-            gaps = [np.linalg.norm(cc[b] - cc[a]) / max(rank(b) - rank(a), 1)
+            seq = spine_sequence(by_level) + [S1]       # S1 after L5 (or L6 when it has channels)
+            gaps = [np.linalg.norm(cc[b] - cc[a]) / max(seq.index(b) - seq.index(a), 1)
                     for a, b in zip(kept, kept[1:])]
             med = float(np.median(gaps))
             for (a, b), g in zip(zip(kept, kept[1:]), gaps):
@@ -141,7 +142,7 @@ def _implausible_shapes(points, channels, by_level, keep, why, lo: float = 0.4,
     from radiograph.geometry import heights
     h = {}
     for l, ks in by_level.items():
-        if l != 26 and keep[l]:
+        if l != S1 and keep[l]:
             h[l] = heights({parse_channel(str(channels[i]))[1]: points[i] for i in ks})
     ref = np.nanmedian([v[2] for v in h.values()]) if len(h) >= 3 else np.nan
     if not np.isfinite(ref) or ref <= 0:
@@ -173,7 +174,7 @@ def write_outputs(out: Path, name: str, img: np.ndarray, pts, peak, spread, chan
     levels: Dict[str, dict] = {}
     for k, ch in enumerate(channels):
         lab, nm = parse_channel(str(ch))
-        lv = "S1" if lab == 26 else level_name(lab)
+        lv = "S1" if lab == S1 else level_name(lab)
         levels.setdefault(lv, {"kept": keep[lab], "reason": why[lab]})[nm] = {
             "xy": [round(float(v), 2) for v in pts[k]], "peak": round(float(peak[k]), 3),
             "spread_px": None if not np.isfinite(spread[k]) else round(float(spread[k]), 2)}
@@ -198,7 +199,7 @@ def write_outputs(out: Path, name: str, img: np.ndarray, pts, peak, spread, chan
                         round(float(np.nanmax(spread[ks])), 2) if np.isfinite(spread[ks]).any() else "",
                         assumed])
         for sl in m["slips"]:
-            lo = "S1" if sl["lower"] == 26 else level_name(sl["lower"])
+            lo = "S1" if sl["lower"] == S1 else level_name(sl["lower"])
             w.writerow(["slip", f"{level_name(sl['upper'])}/{lo}", "", "", "", "", "", "",
                         round(sl["slip_mm"], 2), round(sl["slip_pct"], 1), sl["meyerding_name"],
                         sl["direction"], round(sl.get("displacement_mm", np.nan), 2),

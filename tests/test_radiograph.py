@@ -301,6 +301,21 @@ def test_isthmic_slip_leaves_the_arch_behind():
     assert isth[1] < deg[1] - 0.25 * mm                                    # arch stayed behind
 
 
+def test_postprocess_spaces_s1_one_level_below_l5():
+    """S1's points are its upper endplate only, about half a level below L5's centre. The
+    spacing check counted the L6 slot between them and dropped S1 (or L5) as too close."""
+    from radiograph.cohort import channel_names
+    from radiograph.predict import postprocess
+    ch = channel_names(["L3", "L4", "L5"], sacrum=True)
+    pts = np.zeros((len(ch), 2))
+    for k, c in enumerate(ch):
+        lv, p = c.split("_")
+        top = {"L3": 10, "L4": 40, "L5": 70, "S1": 99}[lv]
+        pts[k] = ({"a": 30, "m": 50, "p": 70}[p[1]], top + (25 if p[0] == "i" else 0))
+    keep, why = postprocess(pts, np.ones(len(ch)), ch)
+    assert all(keep.values()), why
+
+
 def test_postprocess_drops_uncertain_and_implausible_levels():
     from radiograph.cohort import channel_names
     from radiograph.predict import postprocess
