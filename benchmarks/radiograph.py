@@ -98,6 +98,10 @@ def run(quick: bool = True, devices=None, size: int = 256, emit=None) -> list:
         rows.append(_row(f"inference {arch}, one image, level-ordered decoding", so, repeats,
                          "predict.py's default (radiograph/ordering.py); untrained weights, so "
                          "many candidate peaks", dev, ratio=round(s0[0] / so[0], 3)))
+        sm = median_seconds(lambda: predict_points(model, one, mc=0, channels=names, mirror=True), repeats)
+        rows.append(_row(f"inference {arch}, one image, level-ordered, mirror TTA", sm, repeats,
+                         "predict.py's and evaluate.py's default (--tta mirror): two forward passes",
+                         dev, ratio=round(s0[0] / sm[0], 3)))
         s10 = median_seconds(lambda: predict_points(model, one, mc=10), repeats)
         rows.append(_row(f"inference {arch}, one image, MC dropout x10", s10, repeats,
                          "11 forward passes", dev, ratio=round(s0[0] / s10[0], 3)))

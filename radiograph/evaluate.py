@@ -32,6 +32,7 @@ import numpy as np
 from evaluation.grading import classification_metrics
 from radiograph.cohort import load_dataset, parse_channel
 from radiograph.geometry import measure_spine
+from radiograph.model import TTA_HELP, TTAS
 from radiograph.ordering import DECODING_HELP, DECODINGS
 from spine.anatomy import level_name
 from utils.errors import UserError, run_cli
@@ -180,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="with --mc: count the levels predict.py's --max_spread would drop "
                          "(model pixels, default 4)")
     ap.add_argument("--decoding", choices=DECODINGS, default="ordered", help=DECODING_HELP)
+    ap.add_argument("--tta", choices=TTAS, default="mirror", help=TTA_HELP)
     ap.add_argument("--device", default="auto")
     return ap
 
@@ -198,10 +200,11 @@ def main(argv=None) -> int:
         np.flatnonzero(data["split"] == args.split)
     if not len(idx):
         raise UserError(f"no images in split {args.split!r}", args.data)
-    pred, _, spread, _ = radial_errors(model, data, idx, device, mc=args.mc, decoding=args.decoding)
+    pred, _, spread, _ = radial_errors(model, data, idx, device, mc=args.mc, decoding=args.decoding,
+                                       tta=args.tta)
     metrics, rows = score(pred, data, idx, spread if args.mc >= 2 else None, args.max_spread)
     metrics.update({"checkpoint": str(args.checkpoint), "data": str(args.data), "split": args.split,
-                    "mc": args.mc, "decoding": args.decoding, "step": int(ck.get("step", 0))})
+                    "mc": args.mc, "decoding": args.decoding, "tta": args.tta, "step": int(ck.get("step", 0))})
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "metrics.json", metrics)

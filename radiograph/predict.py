@@ -36,6 +36,7 @@ import torch
 
 from radiograph.cohort import load_dataset, parse_channel
 from radiograph.geometry import S1, measure_spine
+from radiograph.model import TTA_HELP, TTAS
 from radiograph.ordering import DECODING_HELP, DECODINGS
 from spine.anatomy import level_name, rank, spine_sequence
 from utils.errors import UserError, run_cli
@@ -154,13 +155,15 @@ def _implausible_shapes(points, channels, by_level, keep, why, lo: float = 0.4,
                                       f"median {ref:.1f})")
 
 
-def predict_image(model, img: np.ndarray, size: int, mc: int, device, channels=None):
+def predict_image(model, img: np.ndarray, size: int, mc: int, device, channels=None,
+                  mirror: bool = False):
     """Points, peaks and spreads of one image in its own pixels; ``channels`` (the model's) for
-    level-ordered decoding, None for each channel's own maximum."""
+    level-ordered decoding, None for each channel's own maximum; ``mirror``: heatmaps averaged
+    with the mirrored image's."""
     from radiograph.model import predict_points
     sq, s, off = fit_square(img, size)
     x = torch.as_tensor(sq[None, None], device=device)
-    p, peak, spread = predict_points(model, x, mc=mc, channels=channels)
+    p, peak, spread = predict_points(model, x, mc=mc, channels=channels, mirror=mirror)
     pts = (p[0].cpu().numpy() - off) / s
     return pts, peak[0].cpu().numpy(), spread[0].cpu().numpy() / s
 
@@ -219,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--max_spread", type=float, default=4.0,
                     help="drop a level whose MC-dropout spread exceeds this (model pixels)")
     ap.add_argument("--decoding", choices=DECODINGS, default="ordered", help=DECODING_HELP)
+    ap.add_argument("--tta", choices=TTAS, default="mirror", help=TTA_HELP)
     ap.add_argument("--device", default="auto")
     return ap
 
@@ -252,7 +256,8 @@ def main(argv=None) -> int:
     channels = list(map(str, ck["channels"])) if args.decoding == "ordered" else None
     n = 0
     for name, img in _inputs(Path(args.input)):
-        pts, peak, spread = predict_image(model, img, size, args.mc, device, channels)
+        pts, peak, spread = predict_image(model, img, size, args.mc, device, channels,
+                                          mirror=args.tta == "mirror")
         scale = mm * size / max(img.shape) if assumed else mm
         m = write_outputs(out, name, img, pts, peak, spread, ck["channels"], scale, assumed,
                           args.min_peak, args.max_spread * max(img.shape) / size)

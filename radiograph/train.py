@@ -72,14 +72,14 @@ def batch_tensors(data: dict, idx: np.ndarray, rng: Optional[np.random.Generator
 
 @torch.no_grad()
 def radial_errors(model, data: dict, idx: np.ndarray, device, batch: int = 16, mc: int = 0,
-                  decoding: str = "ordered"):
+                  decoding: str = "ordered", tta: str = "none"):
     """(points (N, C, 2), peak (N, C), spread (N, C), errors (N, C) pixels, NaN where not
-    visible); ``decoding`` as predict.py's ``--decoding``."""
+    visible); ``decoding`` and ``tta`` as predict.py's ``--decoding`` and ``--tta``."""
     channels = list(map(str, data["channels"])) if decoding == "ordered" else None
     P, K, S = [], [], []
     for s in range(0, len(idx), batch):
         im, _, _ = batch_tensors(data, idx[s:s + batch], None, device)
-        p, k, sp = predict_points(model, im, mc=mc, channels=channels)
+        p, k, sp = predict_points(model, im, mc=mc, channels=channels, mirror=tta == "mirror")
         P.append(p.cpu().numpy()), K.append(k.cpu().numpy()), S.append(sp.cpu().numpy())
     P, K, S = np.concatenate(P), np.concatenate(K), np.concatenate(S)
     err = np.linalg.norm(P - data["points"][idx], axis=-1)

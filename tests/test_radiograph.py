@@ -198,6 +198,28 @@ def test_mc_points_are_the_network_without_dropout_and_a_stray_sample_does_not_i
     assert spread[0, 0] < 1.0
 
 
+def test_mirror_tta_cancels_a_bias_that_follows_the_image():
+    """A network that answers 2 px right of a bright column in whatever orientation: averaged
+    with its mirrored answer, mirrored back, it lands on the column; alone it does not."""
+    from radiograph.model import predict_points
+
+    class RightBiased(torch.nn.Module):
+        stride = 1
+
+        def forward(self, x):
+            col = x[0, 0].sum(0).argmax().float()
+            yy, xx = torch.meshgrid(torch.arange(32.0), torch.arange(48.0), indexing="ij")
+            return torch.exp(-((xx - col - 2) ** 2 + (yy - 16) ** 2) / 18.0)[None, None]
+
+    x = torch.zeros(1, 1, 32, 48)
+    x[..., 13] = 1.0
+    plain, _, _ = predict_points(RightBiased(), x)
+    mirrored, _, _ = predict_points(RightBiased(), x, mirror=True)
+    assert plain[0, 0, 0] == pytest.approx(15.0, abs=0.1)
+    assert mirrored[0, 0, 0] == pytest.approx(13.0, abs=0.1)
+    assert mirrored[0, 0, 1] == pytest.approx(16.0, abs=0.1)
+
+
 def test_postprocess_drops_levels_out_of_order():
     from radiograph.predict import postprocess
     from radiograph.cohort import channel_names
