@@ -153,14 +153,14 @@ def score(pred: np.ndarray, data: dict, idx: np.ndarray, spread=None,
         if ok.sum() > 2:
             out["uncertainty_error_spearman"] = float(
                 __import__("scipy.stats", fromlist=["spearmanr"]).spearmanr(s[ok], err[ok])[0])
-        lab = np.array([parse_channel(str(c))[0] for c in ch])
+        from radiograph.predict import channels_by_level, too_uncertain
         n = dropped = right = kept_wrong = 0
         for i in range(len(idx)):
-            for l in dict.fromkeys(lab):
-                m = (lab == l) & vis[i]
-                if not m.any():
+            for ks in channels_by_level(ch).values():
+                m = [k for k in ks if vis[i, k]]
+                if not m:
                     continue
-                drop, wrong = np.nanmax(s[i][m]) > max_spread, err[i][m].max() > 4.0
+                drop, wrong = too_uncertain(s[i][m], max_spread), err[i][m].max() > 4.0
                 n, dropped = n + 1, dropped + drop
                 right += drop and not wrong
                 kept_wrong += wrong and not drop

@@ -87,18 +87,29 @@ def fit_square(img: np.ndarray, size: int) -> Tuple[np.ndarray, float, np.ndarra
     return out, s, np.array([ox, oy], np.float32)
 
 
-def postprocess(points: np.ndarray, peak: np.ndarray, channels, min_peak: float = 0.3,
-                spread=None, max_spread: float = 4.0):
-    """({label: kept}, {label: reason}) by the level-aware rules of the module docstring."""
+def channels_by_level(channels) -> Dict[int, List[int]]:
+    """{VerSe label: indices of its channels}, in channel order."""
     by_level: Dict[int, List[int]] = {}
     for k, ch in enumerate(channels):
         by_level.setdefault(parse_channel(str(ch))[0], []).append(k)
+    return by_level
+
+
+def too_uncertain(spread: np.ndarray, max_spread: float) -> bool:
+    """The ``--max_spread`` rule for one level's point spreads (NaN: not measured)."""
+    return bool(np.isfinite(spread).any() and np.nanmax(spread) > max_spread)
+
+
+def postprocess(points: np.ndarray, peak: np.ndarray, channels, min_peak: float = 0.3,
+                spread=None, max_spread: float = 4.0):
+    """({label: kept}, {label: reason}) by the level-aware rules of the module docstring."""
+    by_level = channels_by_level(channels)
     keep = {l: bool(np.all(peak[ks] >= min_peak)) for l, ks in by_level.items()}
     why = {l: "" if keep[l] else "weak heatmap" for l in by_level}
     if spread is not None:
         for l, ks in by_level.items():
             s = np.asarray(spread)[ks]
-            if keep[l] and np.isfinite(s).any() and np.nanmax(s) > max_spread:
+            if keep[l] and too_uncertain(s, max_spread):
                 keep[l], why[l] = False, f"uncertain (MC spread {np.nanmax(s):.1f} px)"
     _implausible_shapes(points, list(channels), by_level, keep, why)
     levels = [l for l in sorted(by_level, key=rank) if keep[l]]
