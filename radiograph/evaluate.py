@@ -2,7 +2,7 @@
 
     python radiograph/evaluate.py --checkpoint runs/rg --data heldout.npz --output eval/
 
-Reports (``metrics.json``, ``per_level.csv``, ``per_image.csv``):
+Reports (``metrics.json``, ``per_level.csv``, ``per_image.csv``, ``per_pair.csv``):
 
 * mean radial error (MRE) in pixels and in mm at the detector's scale (pixel × ``pixel_mm``),
   and SDR (share of visible landmarks within 2 / 2.5 / 3 / 4 mm);
@@ -10,7 +10,8 @@ Reports (``metrics.json``, ``per_level.csv``, ``per_image.csv``):
   Meyerding grade accuracy over every adjacent pair whose 4 points are visible, with the
   confusion (rows true). Meyerding's grade I starts above 0 %, so an unslipped pair whose true
   slip is +0.3 % is grade I and one of −0.3 % is none: also reported, as a secondary figure, the
-  accuracy with slips under ``LISTHESIS_PCT`` (5 %) counted as none in both;
+  accuracy with slips under ``LISTHESIS_PCT`` (5 %) counted as none in both; ``per_pair.csv``
+  lists every pair (image, case, upper and lower level, true and predicted slip % and grade);
 * Genant grades from predicted vs true points: accuracy and macro-F1; on phantom data also
   against the *planted* grade (macro-F1 and confusion, rows planted), next to the grade the true
   points give (corner heights read a wedge more severe than the CT's thirds do);
@@ -31,7 +32,7 @@ import numpy as np
 
 from evaluation.grading import classification_metrics
 from radiograph.cohort import load_dataset, parse_channel
-from radiograph.geometry import measure_spine
+from radiograph.geometry import MEYERDING_NAMES, measure_spine
 from radiograph.model import TTA_HELP, TTAS
 from radiograph.ordering import DECODING_HELP, DECODINGS
 from spine.anatomy import level_name
@@ -92,7 +93,7 @@ def score(pred: np.ndarray, data: dict, idx: np.ndarray, spread=None,
         per_level.setdefault(level_name(lab) if lab != 26 else "S1", []).extend(
             (err[:, k][vis[:, k]] * px_mm).tolist())
     slip_t, slip_p, mey_t, mey_p, g_t, g_p, rows = [], [], [], [], [], [], []
-    mey5_t, mey5_p = [], []
+    mey5_t, mey5_p, pairs = [], [], []
     planted = _planted_grades(data)
     pl_t, pl_pred, pl_true = [], [], []           # planted grade; from predicted / true points
     for i in range(len(idx)):
@@ -106,6 +107,14 @@ def score(pred: np.ndarray, data: dict, idx: np.ndarray, spread=None,
                 mey5_t.append(s["meyerding"] if s["slip_pct"] >= LISTHESIS_PCT else 0)
                 mey5_p.append(q["meyerding"] if q["slip_pct"] >= LISTHESIS_PCT else 0)
                 mey_t.append(s["meyerding"]), mey_p.append(q["meyerding"])
+                pairs.append({"image": int(idx[i]), "case": str(data["case"][idx[i]]),
+                              "upper": level_name(s["upper"]),
+                              "lower": level_name(s["lower"]) if s["lower"] != 26 else "S1",
+                              "true_slip_pct": round(s["slip_pct"], 3),
+                              "pred_slip_pct": round(q["slip_pct"], 3),
+                              "abs_error_pct": round(abs(s["slip_pct"] - q["slip_pct"]), 3),
+                              "true_meyerding": MEYERDING_NAMES[s["meyerding"]],
+                              "pred_meyerding": MEYERDING_NAMES[q["meyerding"]]})
         gp = {r["label"]: r for r in mp["vertebrae"]}
         case_planted = planted.get(str(data["case"][idx[i]]), {})
         for r in mt["vertebrae"]:
@@ -167,7 +176,7 @@ def score(pred: np.ndarray, data: dict, idx: np.ndarray, spread=None,
         out["spread_check"] = {"max_spread_px": max_spread, "levels": n, "dropped": int(dropped),
                                "dropped_all_points_within_4px": int(right),
                                "kept_with_a_point_over_4px": int(kept_wrong)}
-    return out, rows
+    return out, rows, pairs
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -202,7 +211,7 @@ def main(argv=None) -> int:
         raise UserError(f"no images in split {args.split!r}", args.data)
     pred, _, spread, _ = radial_errors(model, data, idx, device, mc=args.mc, decoding=args.decoding,
                                        tta=args.tta)
-    metrics, rows = score(pred, data, idx, spread if args.mc >= 2 else None, args.max_spread)
+    metrics, rows, pairs = score(pred, data, idx, spread if args.mc >= 2 else None, args.max_spread)
     metrics.update({"checkpoint": str(args.checkpoint), "data": str(args.data), "split": args.split,
                     "mc": args.mc, "decoding": args.decoding, "tta": args.tta, "step": int(ck.get("step", 0))})
     out = Path(args.output)
@@ -212,6 +221,11 @@ def main(argv=None) -> int:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
+    if pairs:
+        with atomic_path(out / "per_pair.csv") as tmp, open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(pairs[0]))
+            w.writeheader()
+            w.writerows(pairs)
     with atomic_path(out / "per_level.csv") as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["level", "mre_mm", "n"])

@@ -354,3 +354,32 @@ def test_postprocess_drops_uncertain_and_implausible_levels():
     spread[:6] = 9.0
     keep, why = postprocess(pts, np.ones(len(ch)), ch, spread=spread, max_spread=4.0)
     assert not keep[20] and why[20].startswith("uncertain")
+
+
+def test_evaluate_lists_each_pair_slip_with_its_own_error():
+    """Three stacked boxes L4, L5, S1 (x: anterior to the right); the prediction moves L4's
+    posterior-inferior corner 3 px anteriorly: L4/L5 reads 3/30 = 10 points more slip, L5/S1 none."""
+    from radiograph.cohort import channel_names
+    from radiograph.evaluate import score
+    ch = channel_names(["L4", "L5"])
+    boxes = {"L4": 0.0, "L5": 40.0}
+    pts = []
+    for c in ch:
+        lv, p = c.split("_")
+        top = boxes[lv] if lv in boxes else 80.0
+        y = top + (0 if p[0] == "s" else 25.0)
+        x = {"a": 30.0, "m": 15.0, "p": 0.0}[p[1]]
+        pts.append((x + 10, y + 10))
+    true = np.array(pts)[None]
+    pred = true.copy()
+    pred[0, ch.index("L4_ip"), 0] += 3.0
+    data = {"points": true, "visible": np.ones(true.shape[:2], bool), "channels": np.array(ch),
+            "pixel_mm": 1.0, "mm_at_spine": 1.0, "case": np.array(["c0"])}
+    metrics, _, pairs = score(pred, data, np.arange(1))
+    by = {(r["upper"], r["lower"]): r for r in pairs}
+    assert set(by) == {("L4", "L5"), ("L5", "S1")}
+    assert by[("L4", "L5")]["true_slip_pct"] == pytest.approx(0.0)
+    assert by[("L4", "L5")]["pred_slip_pct"] == pytest.approx(10.0)
+    assert by[("L4", "L5")]["pred_meyerding"] == "I" and by[("L4", "L5")]["true_meyerding"] == "none"
+    assert by[("L5", "S1")]["abs_error_pct"] == pytest.approx(0.0)
+    assert metrics["slip_pct_mae"] == pytest.approx(5.0)
