@@ -37,6 +37,16 @@ DECODING_HELP = ("ordered (default): each level on a corner peak, levels in anat
                  "9.2 mm against 1.1 mm, docs/RADIOGRAPH.md)")
 
 
+def main_axis(centres: np.ndarray) -> np.ndarray:
+    """Unit vector (x, y) along the main axis of level centres (n, 2) given in anatomical order,
+    pointing from the first (cranial) to the last."""
+    c = np.asarray(centres, dtype=float)
+    u = np.linalg.svd(c - c.mean(0))[2][0]
+    t = (c - c.mean(0)) @ u
+    r = np.corrcoef(np.arange(len(t)), t)[0, 1] if np.ptp(t) > 0 else 1.0
+    return -u if r < 0 else u
+
+
 def spine_axis(points: np.ndarray, labels: Sequence[int], peak: np.ndarray,
                floor: float) -> np.ndarray:
     """Unit vector along the spine's main axis (x, y), pointing from cranial to caudal levels,
@@ -46,11 +56,7 @@ def spine_axis(points: np.ndarray, labels: Sequence[int], peak: np.ndarray,
     levels = [l for l in sorted(set(labels), key=rank) if np.all(peak[lab == l] > floor)]
     if len(levels) < 2:
         return None
-    c = np.array([points[lab == l].mean(0) for l in levels])
-    u = np.linalg.svd(c - c.mean(0))[2][0]
-    t = (c - c.mean(0)) @ u
-    r = np.corrcoef(np.arange(len(t)), t)[0, 1] if np.ptp(t) > 0 else 1.0
-    return -u if r < 0 else u
+    return main_axis(np.array([points[lab == l].mean(0) for l in levels]))
 
 
 def align(values: np.ndarray) -> List[Tuple[int, int]]:

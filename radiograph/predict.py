@@ -37,7 +37,7 @@ import torch
 from radiograph.cohort import load_dataset, parse_channel
 from radiograph.geometry import S1, measure_spine
 from radiograph.model import TTA_HELP, TTAS
-from radiograph.ordering import DECODING_HELP, DECODINGS
+from radiograph.ordering import DECODING_HELP, DECODINGS, main_axis
 from spine.anatomy import level_name, rank, spine_sequence
 from utils.errors import UserError, run_cli
 from utils.fileio import atomic_path, write_json
@@ -114,11 +114,9 @@ def postprocess(points: np.ndarray, peak: np.ndarray, channels, min_peak: float 
     _implausible_shapes(points, list(channels), by_level, keep, why)
     levels = [l for l in sorted(by_level, key=rank) if keep[l]]
     if len(levels) >= 3:
-        c = np.array([points[by_level[l]].mean(0) for l in levels])
-        u = np.linalg.svd(c - c.mean(0))[2][0]
-        t = (c - c.mean(0)) @ u
-        if np.corrcoef(np.arange(len(t)), t)[0, 1] < 0:
-            t = -t
+        centre = {l: points[by_level[l]].mean(0) for l in levels}
+        c = np.array([centre[l] for l in levels])
+        t = (c - c.mean(0)) @ main_axis(c)
         best: List[int] = []            # longest run in anatomical order (O(n^2), n <= 26)
         prev = [-1] * len(t)
         length = [1] * len(t)
@@ -135,9 +133,8 @@ def postprocess(points: np.ndarray, peak: np.ndarray, channels, min_peak: float 
                 keep[l], why[l] = False, "out of anatomical order"
         kept = [l for l in levels if keep[l]]
         if len(kept) >= 3:
-            cc = {l: points[by_level[l]].mean(0) for l in kept}
             seq = spine_sequence(by_level) + [S1]       # S1 after L5 (or L6 when it has channels)
-            gaps = [np.linalg.norm(cc[b] - cc[a]) / max(seq.index(b) - seq.index(a), 1)
+            gaps = [np.linalg.norm(centre[b] - centre[a]) / max(seq.index(b) - seq.index(a), 1)
                     for a, b in zip(kept, kept[1:])]
             med = float(np.median(gaps))
             for (a, b), g in zip(zip(kept, kept[1:]), gaps):
