@@ -24,7 +24,7 @@ from radiograph.cohort import load_dataset
 from radiograph.model import (PRESETS, ModelConfig, build_model, gaussian_targets,
                               heatmap_loss, predict_points, to_heatmap)
 from utils.checkpoint import (capture_rng, load_checkpoint, load_model_state, restore_rng,
-                              save_checkpoint, verify_manifest)
+                              refuse_init_with_resume, save_checkpoint, verify_manifest)
 from utils.device import resolve_device
 from utils.errors import UserError, run_cli
 from utils.fileio import write_json
@@ -144,9 +144,7 @@ def main(argv=None) -> int:
     val = np.flatnonzero(data["split"] == "val")
     if not len(train) or not len(val):
         raise UserError(f"need train and val images, got {len(train)} and {len(val)}", args.data[0])
-    if args.init and args.resume:
-        raise UserError("--init and --resume exclude each other (resume continues the run's own "
-                        "weights)", args.output)
+    refuse_init_with_resume(args.init, args.resume, args.output)
     init = _init_weights(args.init, cfg, data["channels"]) if args.init else None
     out = Path(args.output)
     (out / "ckpt").mkdir(parents=True, exist_ok=True)

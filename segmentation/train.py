@@ -29,7 +29,8 @@ from segmentation.samples import Augment, load_cases, patch_image, sample_patch
 from segmentation.heatmaps import CHANNEL_OF, CHANNELS, gaussian_heatmaps, heatmap_loss
 from segmentation.labelling import PairStats
 from segmentation.networks import KIND, PRESETS, STAGES, StageConfig, build
-from utils.checkpoint import capture_rng, load_checkpoint, load_model_state, restore_rng, save_checkpoint
+from utils.checkpoint import (capture_rng, load_checkpoint, load_model_state, refuse_init_with_resume,
+                              restore_rng, save_checkpoint)
 from utils.device import resolve_device
 from utils.errors import UserError, run_cli
 from utils.fileio import write_json
@@ -217,9 +218,7 @@ def main(argv=None) -> int:
     cfg = config_from_args(args)
     if args.p_context is None:
         args.p_context = DEFAULT_P_CONTEXT[args.preset]
-    if args.init and args.resume:
-        raise UserError("--init and --resume exclude each other (resume continues the run's own "
-                        "weights)", args.output)
+    refuse_init_with_resume(args.init, args.resume, args.output)
     cases = load_cases(args.data, cfg.spacing)
     train = [c for c in cases if c.split == "train" and c.centroids]
     val = [c for c in cases if c.split == "val" and c.centroids]

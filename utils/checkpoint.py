@@ -99,6 +99,14 @@ def verify_manifest(path) -> None:
                         "git checkout)", p)
 
 
+def refuse_init_with_resume(init, resume: bool, output) -> None:
+    """A training CLI's ``--init FILE`` (start from other weights) and ``--resume`` (continue the
+    run's own) exclude each other: a one-line error naming the run folder."""
+    if init and resume:
+        raise UserError("--init and --resume exclude each other (resume continues the run's own "
+                        "weights)", output)
+
+
 def load_model_state(model, ckpt: Dict[str, Any], path) -> None:
     """``model.load_state_dict(ckpt['model'])`` with shape/key mismatches as a UserError."""
     try:
