@@ -97,6 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--loss", choices=["mse", "awing"], default="mse")
     ap.add_argument("--sigma", type=float, default=2.0, help="target Gaussian sd (heatmap pixels)")
     ap.add_argument("--fg_weight", type=float, default=10.0)
+    ap.add_argument("--neg_weight", type=float, default=1.0,
+                    help="weight, in each channel, of the pixels that are another channel's "
+                         "foreground (a peak there is a point of the wrong type or level; "
+                         "default 1: no extra weight)")
     ap.add_argument("--dropout", type=float, default=0.1)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--lr", type=float, default=2e-3)
@@ -193,7 +197,7 @@ def main(argv=None) -> int:
         im, pts, vis = batch_tensors(data, idx, rng, device)
         st = getattr(model, "stride", 1)
         target = gaussian_targets(to_heatmap(pts, st), vis, size // st, args.sigma)
-        loss = heatmap_loss(model(im), target, vis, args.loss, args.fg_weight)
+        loss = heatmap_loss(model(im), target, vis, args.loss, args.fg_weight, args.neg_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

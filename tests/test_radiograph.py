@@ -150,6 +150,25 @@ def test_heatmap_decoding_is_subpixel_and_targets_peak_at_the_point():
     assert (from_heatmap(pa, 2)[0, 0] - pts[0, 0]).abs().max() > 0.1   # argmax alone is coarse
 
 
+def test_neg_weight_charges_a_peak_on_another_channels_point():
+    """Channel 0 answers 0.8 on channel 1's point as well as on its own: --neg_weight 10 makes
+    that wrong peak cost 10 times as much, and nothing else changes."""
+    from radiograph.model import gaussian_targets, heatmap_loss
+    pts = torch.tensor([[[8.0, 8.0], [20.0, 8.0]]])
+    vis = torch.tensor([[True, True]])
+    target = gaussian_targets(pts, vis, 32, 2.0)
+    clean = target.clone()
+    wrong = target.clone()
+    wrong[0, 0] += 0.8 * target[0, 1]                     # a second peak, on channel 1's point
+    for kind in ("mse", "awing"):
+        base = heatmap_loss(clean, target, vis, kind)
+        assert heatmap_loss(clean, target, vis, kind, neg_weight=10.0) == pytest.approx(base.item())
+        extra1 = heatmap_loss(wrong, target, vis, kind) - base
+        extra10 = heatmap_loss(wrong, target, vis, kind, neg_weight=10.0) - base
+        assert extra1 > 0
+        assert extra10.item() == pytest.approx(10 * extra1.item(), rel=0.05)
+
+
 def test_loss_ignores_invisible_channels():
     from radiograph.model import heatmap_loss
     target = torch.zeros(1, 2, 16, 16)
