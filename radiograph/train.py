@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--neg_weight", type=float, default=1.0,
                     help="weight, in each channel, of the pixels that are another channel's "
                          "foreground (a peak there is a point of the wrong type or level; "
-                         "default 1: no extra weight)")
+                         "default 1: no extra weight; 10 broke a fine-tune, docs/RADIOGRAPH.md)")
     ap.add_argument("--dropout", type=float, default=0.1)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--lr", type=float, default=2e-3)
