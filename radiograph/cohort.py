@@ -35,6 +35,19 @@ def channel_names(levels: Sequence[str] = LUMBAR_LEVELS, sacrum: bool = True) ->
     return out + ([f"S1_{p}" for p in S1_POINTS] if sacrum else [])
 
 
+def level_label(label: int) -> str:
+    """The level's name as channels and outputs spell it: 'L3' for 22, 'S1' for the sacrum."""
+    return "S1" if label == S1 else level_name(label)
+
+
+def channels_by_level(channels) -> Dict[int, List[int]]:
+    """{VerSe label: indices of its channels}, in channel order."""
+    by_level: Dict[int, List[int]] = {}
+    for k, ch in enumerate(channels):
+        by_level.setdefault(parse_channel(str(ch))[0], []).append(k)
+    return by_level
+
+
 def parse_channel(name: str):
     """'L3_sa' -> (22, 'sa'); 'S1_sp' -> (26, 'sp')."""
     lv, p = name.rsplit("_", 1)

@@ -31,8 +31,8 @@ from typing import Dict, List
 import numpy as np
 
 from evaluation.grading import classification_metrics
-from radiograph.cohort import load_dataset, parse_channel
-from radiograph.geometry import MEYERDING_NAMES, S1, measure_spine
+from radiograph.cohort import channels_by_level, level_label, load_dataset, parse_channel
+from radiograph.geometry import MEYERDING_NAMES, measure_spine
 from radiograph.model import TTA_HELP, TTAS
 from radiograph.ordering import DECODING_HELP, DECODINGS
 from spine.anatomy import level_name
@@ -90,7 +90,7 @@ def score(pred: np.ndarray, data: dict, idx: np.ndarray, spread=None,
     per_level: Dict[str, List[float]] = {}
     for k, c in enumerate(ch):
         lab, _ = parse_channel(str(c))
-        per_level.setdefault(level_name(lab) if lab != S1 else "S1", []).extend(
+        per_level.setdefault(level_label(lab), []).extend(
             (err[:, k][vis[:, k]] * px_mm).tolist())
     slip_t, slip_p, mey_t, mey_p, g_t, g_p, rows = [], [], [], [], [], [], []
     mey5_t, mey5_p, pairs = [], [], []
@@ -109,7 +109,7 @@ def score(pred: np.ndarray, data: dict, idx: np.ndarray, spread=None,
                 mey_t.append(s["meyerding"]), mey_p.append(q["meyerding"])
                 pairs.append({"image": int(idx[i]), "case": str(data["case"][idx[i]]),
                               "upper": level_name(s["upper"]),
-                              "lower": level_name(s["lower"]) if s["lower"] != S1 else "S1",
+                              "lower": level_label(s["lower"]),
                               "true_slip_pct": round(s["slip_pct"], 3),
                               "pred_slip_pct": round(q["slip_pct"], 3),
                               "abs_error_pct": round(abs(s["slip_pct"] - q["slip_pct"]), 3),
@@ -162,10 +162,11 @@ def score(pred: np.ndarray, data: dict, idx: np.ndarray, spread=None,
         if ok.sum() > 2:
             out["uncertainty_error_spearman"] = float(
                 __import__("scipy.stats", fromlist=["spearmanr"]).spearmanr(s[ok], err[ok])[0])
-        from radiograph.predict import channels_by_level, too_uncertain
+        from radiograph.predict import too_uncertain
+        by_level = channels_by_level(ch).values()
         n = dropped = right = kept_wrong = 0
         for i in range(len(idx)):
-            for ks in channels_by_level(ch).values():
+            for ks in by_level:
                 m = [k for k in ks if vis[i, k]]
                 if not m:
                     continue

@@ -34,7 +34,7 @@ from typing import Dict, List, Tuple
 import numpy as np
 import torch
 
-from radiograph.cohort import load_dataset, parse_channel
+from radiograph.cohort import channels_by_level, level_label, load_dataset, parse_channel
 from radiograph.geometry import S1, measure_spine
 from radiograph.model import TTA_HELP, TTAS
 from radiograph.ordering import DECODING_HELP, DECODINGS, main_axis
@@ -85,14 +85,6 @@ def fit_square(img: np.ndarray, size: int) -> Tuple[np.ndarray, float, np.ndarra
     oy, ox = (size - nh) // 2, (size - nw) // 2
     out[oy:oy + nh, ox:ox + nw] = small
     return out, s, np.array([ox, oy], np.float32)
-
-
-def channels_by_level(channels) -> Dict[int, List[int]]:
-    """{VerSe label: indices of its channels}, in channel order."""
-    by_level: Dict[int, List[int]] = {}
-    for k, ch in enumerate(channels):
-        by_level.setdefault(parse_channel(str(ch))[0], []).append(k)
-    return by_level
 
 
 def too_uncertain(spread: np.ndarray, max_spread: float) -> bool:
@@ -185,7 +177,7 @@ def write_outputs(out: Path, name: str, img: np.ndarray, pts, peak, spread, chan
     levels: Dict[str, dict] = {}
     for k, ch in enumerate(channels):
         lab, nm = parse_channel(str(ch))
-        lv = "S1" if lab == S1 else level_name(lab)
+        lv = level_label(lab)
         levels.setdefault(lv, {"kept": keep[lab], "reason": why[lab]})[nm] = {
             "xy": [round(float(v), 2) for v in pts[k]], "peak": round(float(peak[k]), 3),
             "spread_px": None if not np.isfinite(spread[k]) else round(float(spread[k]), 2)}
@@ -202,17 +194,18 @@ def write_outputs(out: Path, name: str, img: np.ndarray, pts, peak, spread, chan
         w.writerow(["kind", "level", "ha_mm", "hm_mm", "hp_mm", "genant_grade", "genant_loss",
                     "genant_type", "slip_mm", "slip_pct", "meyerding", "direction",
                     "displacement_mm", "angle_deg", "spread_px_max", "mm_assumed"])
+        by_level = channels_by_level(channels)
         for r in m["vertebrae"]:
-            ks = [k for k, c in enumerate(channels) if parse_channel(str(c))[0] == r["label"]]
+            ks = by_level[r["label"]]
             w.writerow(["vertebra", level_name(r["label"]), *(round(r[x], 2) for x in
                         ("ha_mm", "hm_mm", "hp_mm")), r["genant_grade"],
                         round(r["genant_loss"], 4), r["genant_type"], "", "", "", "", "", "",
                         round(float(np.nanmax(spread[ks])), 2) if np.isfinite(spread[ks]).any() else "",
                         assumed])
         for sl in m["slips"]:
-            lo = "S1" if sl["lower"] == S1 else level_name(sl["lower"])
-            w.writerow(["slip", f"{level_name(sl['upper'])}/{lo}", "", "", "", "", "", "",
-                        round(sl["slip_mm"], 2), round(sl["slip_pct"], 1), sl["meyerding_name"],
+            w.writerow(["slip", f"{level_name(sl['upper'])}/{level_label(sl['lower'])}",
+                        "", "", "", "", "", "", round(sl["slip_mm"], 2), round(sl["slip_pct"], 1),
+                        sl["meyerding_name"],
                         sl["direction"], round(sl.get("displacement_mm", np.nan), 2),
                         round(sl.get("angle_deg", np.nan), 1), "", assumed])
     return m

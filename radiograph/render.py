@@ -26,9 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from phantom.shapes import ANATOMIES, DEFAULT_ANATOMY
-from radiograph.cohort import case_name, ct_views, parse_channel, phantom_cohort
+from radiograph.cohort import case_name, ct_views, level_label, parse_channel, phantom_cohort
 from radiograph.drr import Camera
-from spine.anatomy import level_name
 from utils.errors import UserError, run_cli
 from utils.fileio import atomic_path, write_json
 
@@ -60,7 +59,7 @@ def overlay_png(path, image: np.ndarray, points: np.ndarray, visible: np.ndarray
         labels.setdefault(lab, []).append(points[k])
     for lab, pts in labels.items():
         p = np.mean(pts, 0)
-        ax.text(p[0] + 0.12 * w, p[1], "S1" if lab == 26 else level_name(lab), color="yellow",
+        ax.text(p[0] + 0.12 * w, p[1], level_label(lab), color="yellow",
                 fontsize=7, va="center")
     ax.set_xlim(-0.5, w - 0.5)
     ax.set_ylim(h - 0.5, -0.5)
@@ -76,7 +75,7 @@ def landmark_json(data: dict, k: int, camera: Camera) -> dict:
     out = {}
     for c, ch in enumerate(data["channels"]):
         lab, name = parse_channel(str(ch))
-        lv = "S1" if lab == 26 else level_name(lab)
+        lv = level_label(lab)
         p = data["points"][k, c]
         out.setdefault(lv, {})[name] = {"xy": [round(float(v), 3) for v in p]
                                         if np.all(np.isfinite(p)) else None,
