@@ -79,9 +79,9 @@ def assign_fractures(splits: Dict[str, List[int]], labels: List[int], seed: int,
 
 
 def _render_one(job) -> dict:
-    root, name, seed, levels, spacing, orientation, fractures, anatomy = job
+    root, name, seed, levels, spacing, orientation, fractures, anatomy, sacrum = job
     case = render_case(seed, levels=levels, spacing=spacing, orientation=orientation,
-                       fractures=fractures, case_id=name, anatomy=anatomy)
+                       fractures=fractures, case_id=name, anatomy=anatomy, sacrum=sacrum)
     write_case(case, root, name)
     return case.truth
 
@@ -100,9 +100,10 @@ def write_cohort(root, n_cases: int, seed: int = 0, levels: Sequence = DEFAULT_L
                  spacing=(1.0, 1.0, 1.0), orientation: str = "RAS",
                  grade_mix: Sequence[float] = DEFAULT_GRADE_MIX, workers: int = 1,
                  progress: bool = True, overwrite: bool = False,
-                 split_fractions=(0.6, 0.2, 0.2), anatomy: str = DEFAULT_ANATOMY) -> dict:
-    """Render and write ``n_cases`` cases (``anatomy``: see :func:`phantom.case.render_case`);
-    return the summary dict."""
+                 split_fractions=(0.6, 0.2, 0.2), anatomy: str = DEFAULT_ANATOMY,
+                 sacrum: bool = False) -> dict:
+    """Render and write ``n_cases`` cases (``anatomy``, ``sacrum``: see
+    :func:`phantom.case.render_case`); return the summary dict."""
     if int(n_cases) < 1:
         raise UserError(f"--n_cases must be >= 1, got {n_cases}")
     labels = _labels(levels)
@@ -112,13 +113,14 @@ def write_cohort(root, n_cases: int, seed: int = 0, levels: Sequence = DEFAULT_L
     splits = split_cases(int(n_cases), seed, split_fractions)
     plan = assign_fractures(splits, labels, seed, grade_mix)
     jobs = [(str(root), case_name(i), int(np.random.default_rng([seed, 9, i]).integers(2 ** 31)),
-             level_names, tuple(float(s) for s in spacing), orientation, plan.get(i, {}), anatomy)
+             level_names, tuple(float(s) for s in spacing), orientation, plan.get(i, {}), anatomy,
+             bool(sacrum))
             for i in range(int(n_cases))]
     truths = _run_jobs(jobs, workers, progress)
     return _write_index(root, splits, truths, dict(n_cases=int(n_cases), seed=int(seed),
                         levels=level_names, spacing_mm=[float(s) for s in spacing],
                         orientation=orientation, grade_mix=[float(g) for g in grade_mix],
-                        anatomy=anatomy))
+                        anatomy=anatomy, sacrum=bool(sacrum)))
 
 
 def _run_jobs(jobs, workers: int, progress: bool) -> List[dict]:

@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grade_mix", nargs=4, type=float, default=list(DEFAULT_GRADE_MIX),
                    metavar=("G0", "G1", "G2", "G3"),
                    help="relative frequency of Genant grades 0-3 per vertebra (default 0.8 0.1 0.06 0.04)")
+    p.add_argument("--sacrum", action="store_true",
+                   help="also draw the sacrum's S1 below L5 (VerSe label 26), as a lumbar CT shows it "
+                        "(--levels must end at L5)")
     p.add_argument("--anatomy", choices=ANATOMIES, default=DEFAULT_ANATOMY,
                    help="vertebral shape: 'realistic' (default: concave endplates and anterior "
                         "wall, rounded rims, lateral waist, physiological wedge, level sizes "
@@ -111,7 +114,8 @@ def _one_case(args) -> None:
     fractures = dict(parse_fracture(f) for f in args.fracture) if args.fracture else "random"
     case = render_case(args.seed, levels=level_range(*args.levels), spacing=args.spacing,
                        orientation=args.orientation, fractures=fractures,
-                       grade_mix=args.grade_mix, case_id=args.case, anatomy=args.anatomy)
+                       grade_mix=args.grade_mix, case_id=args.case, anatomy=args.anatomy,
+                       sacrum=args.sacrum)
     check_output_root(root, overwrite=True)
     d = write_case(case, root, args.case)
     graded = {v["level"]: (v["grade"], v["morphology"]) for v in case.truth["vertebrae"].values()
@@ -143,7 +147,7 @@ def main(argv=None):
                            spacing=args.spacing, orientation=args.orientation,
                            grade_mix=args.grade_mix, workers=args.workers,
                            progress=not args.no_progress, overwrite=args.overwrite,
-                           split_fractions=args.split, anatomy=args.anatomy)
+                           split_fractions=args.split, anatomy=args.anatomy, sacrum=args.sacrum)
     print(f"wrote {args.n_cases} cases to {args.output}; grades per split "
           f"(0/1/2/3): {summary['grade_counts']}")
 

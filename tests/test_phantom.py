@@ -258,6 +258,21 @@ def test_cohort_workers_match_serial(tmp_path):
         assert np.array_equal(a.array, b.array)
 
 
+def test_a_cohort_with_the_sacrum_draws_s1_below_l5_and_grades_only_vertebrae(tmp_path):
+    kw = dict(n_cases=3, seed=4, levels=("L4", "L5"), spacing=(3.0, 3.0, 3.0), progress=False)
+    plain = write_cohort(tmp_path / "plain", **kw)
+    with_s1 = write_cohort(tmp_path / "s1", sacrum=True, **kw)
+    assert with_s1["grade_counts"] == plain["grade_counts"] and with_s1["sacrum"] and not plain["sacrum"]
+    for name in ("phantom_000", "phantom_002"):
+        m = load_label(tmp_path / "s1" / "raw" / name / f"{name}_msk.nii.gz")
+        m0 = load_label(tmp_path / "plain" / "raw" / name / f"{name}_msk.nii.gz")
+        assert 26 in np.unique(m.array) and 26 not in np.unique(m0.array)
+        c = {k: m.voxel_to_world(v)[0] for k, v in centroids_from_mask(m.array).items()}
+        assert c[26][2] < c[24][2] < c[23][2]                 # S1 below L5 (world S axis)
+    with pytest.raises(UserError, match="L5"):
+        write_cohort(tmp_path / "bad", sacrum=True, **{**kw, "levels": ("L3", "L4")})
+
+
 def _cli(*args):
     return subprocess.run([sys.executable, "scripts/make_phantom.py", *args], capture_output=True,
                           text=True, cwd=str(Path(__file__).parents[1]))
