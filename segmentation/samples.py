@@ -112,6 +112,31 @@ def sample_patch(case: StageCase, centre: np.ndarray, patch, rng, aug: Optional[
     return hu, lab, cents
 
 
+def cut_field_of_view(hu: np.ndarray, labels: np.ndarray, centroids: Dict[int, np.ndarray], rng,
+                      margin: float = 0.15):
+    """The patch as a scan that ends inside it: above a random axial plane, below one, or both
+    (a third each), everything becomes air and label 0, and the vertebrae whose centroid lies
+    beyond a plane leave the targets. A vertebra cut through with its centroid kept stays a
+    target, as in a real scan's first and last vertebrae. The planes fall in the inner
+    ``1 - 2 * margin`` of the patch's third axis (S in the canonical grid). Without this the
+    vertebra stage learnt which level a scan starts at from its training cohorts (T1, T8 or C3)
+    and named the top vertebrae of any scan by it. Returns new arrays; the inputs are not changed."""
+    nz = hu.shape[2]
+    lo_z, hi_z = margin * (nz - 1), (1 - margin) * (nz - 1)
+    side = rng.integers(3)                              # 0: top cut, 1: bottom cut, 2: both
+    top = rng.uniform(lo_z, hi_z) if side in (0, 2) else np.inf
+    bottom = rng.uniform(lo_z, hi_z) if side in (1, 2) else -np.inf
+    if side == 2 and bottom > top:
+        top, bottom = bottom, top
+    z = np.arange(nz)
+    gone = (z > top) | (z < bottom)
+    hu, labels = hu.copy(), labels.copy()
+    hu[:, :, gone] = AIR_HU
+    labels[:, :, gone] = 0
+    kept = {k: v for k, v in centroids.items() if bottom <= v[2] <= top}
+    return hu, labels, kept
+
+
 def tissue_classes(hu: np.ndarray, lab: np.ndarray, rng) -> np.ndarray:
     """Classes for label -> image synthesis: air, fat, soft tissue, other bone from the HU, and the
     vertebrae (cortex and marrow apart; one class for all vertebrae or one per level, at random)."""

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from segmentation.context import add_body_context
-from segmentation.samples import Augment, load_cases, patch_image, sample_patch
+from segmentation.samples import Augment, cut_field_of_view, load_cases, patch_image, sample_patch
 from segmentation.heatmaps import CHANNEL_OF, CHANNELS, gaussian_heatmaps, heatmap_loss
 from segmentation.labelling import PairStats
 from segmentation.networks import KIND, PRESETS, STAGES, StageConfig, build
@@ -40,11 +40,15 @@ log = logging.getLogger("segmentation.train")
 # share of training patches painted with a random body (segmentation.context): the phantom CT has
 # none, and without it the spine stage took the whole body of a real CT for the spine
 DEFAULT_P_CONTEXT = {"cpu": 0.8, "paper": 0.0}
+# share of vertebra-stage patches cut as a scan that ends inside them (samples.cut_field_of_view):
+# each phantom cohort starts at one level, and the stage learnt to name a scan's top vertebra by it
+DEFAULT_P_FOV = {"cpu": 0.5, "paper": 0.0}
 
 
-def stage_batch(cfg: StageConfig, cases, rng, aug, batch: int, p_context: float = 0.0):
+def stage_batch(cfg: StageConfig, cases, rng, aug, batch: int, p_context: float = 0.0, p_fov: float = 0.0):
     """(inputs, targets, extra) tensors for one training step of ``cfg.stage``; a share
-    ``p_context`` of the patches gets a random body around its spine (:mod:`segmentation.context`)."""
+    ``p_context`` of the patches gets a random body around its spine (:mod:`segmentation.context`),
+    and, in the vertebrae stage, a share ``p_fov`` ends inside the patch (``cut_field_of_view``)."""
     imgs, tgts, cents, pres, sizes = [], [], [], [], []
     patch = np.array(cfg.patch)
     for _ in range(batch):
@@ -63,6 +67,8 @@ def stage_batch(cfg: StageConfig, cases, rng, aug, batch: int, p_context: float 
         hu, lp, pc = sample_patch(case, centre, cfg.patch, rng, aug)
         if p_context > 0 and rng.random() < p_context:
             hu = add_body_context(hu, lp, pc, cfg.spacing, rng)
+        if cfg.stage == "vertebrae" and p_fov > 0 and rng.random() < p_fov:
+            hu, lp, pc = cut_field_of_view(hu, lp, pc, rng)
         imgs.append(patch_image(hu, lp, rng, aug))
         if cfg.stage == "segmentation":
             tgts.append((lp == lab).astype(np.float32))
@@ -188,6 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "fat, lungs, ribs, heart, aorta, organs, bowel gas, pelvis, table; for phantom "
                          "cohorts, whose CT is a box of soft tissue (default: 0.8 with --preset cpu, 0 with "
                          "--preset paper, which trains on real CTs as Payer et al.; 0 = the box alone)")
+    ap.add_argument("--p_fov", type=float,
+                    help="vertebrae stage: share of patches (train and val) cut as a scan that starts or "
+                         "ends inside them, at a random plane (default: 0.5 with --preset cpu, whose "
+                         "phantom cohorts each start at one level; 0 with --preset paper)")
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--lr", type=float, default=1e-3,
                     help="Adam learning rate (default 1e-3; the shipped vertebrae stage used 5e-4: 2e-3 diverged)")
@@ -218,6 +228,8 @@ def main(argv=None) -> int:
     cfg = config_from_args(args)
     if args.p_context is None:
         args.p_context = DEFAULT_P_CONTEXT[args.preset]
+    if args.p_fov is None:
+        args.p_fov = DEFAULT_P_FOV[args.preset]
     refuse_init_with_resume(args.init, args.resume, args.output)
     cases = load_cases(args.data, cfg.spacing)
     train = [c for c in cases if c.split == "train" and c.centroids]
@@ -234,7 +246,7 @@ def main(argv=None) -> int:
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
     aug = Augment(p_synth=args.p_synth)
     vrng = np.random.default_rng(12345)               # the same val patches at every evaluation
-    val_batches = [stage_batch(cfg, val, vrng, None, 4, args.p_context) for _ in range(max(1, args.val_patches // 4))]
+    val_batches = [stage_batch(cfg, val, vrng, None, 4, args.p_context, args.p_fov) for _ in range(max(1, args.val_patches // 4))]
     pairs = PairStats.learn([{l: case.grid.index_to_world(v)[0] for l, v in case.centroids.items()} for case in train])
     step, best, rng, elapsed0 = 0, float("inf"), np.random.default_rng(args.seed), 0.0
     if init is not None:
@@ -261,7 +273,8 @@ def main(argv=None) -> int:
         return step >= args.steps or (args.minutes is not None and elapsed0 + time.time() - t0 >= args.minutes * 60)
     while not done():
         net.train()
-        loss, _ = step_loss(cfg, net, stage_batch(cfg, train, rng, aug, args.batch, args.p_context), device)
+        loss, _ = step_loss(cfg, net, stage_batch(cfg, train, rng, aug, args.batch, args.p_context, args.p_fov),
+                            device)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

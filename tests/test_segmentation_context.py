@@ -75,3 +75,39 @@ def test_slice_levels_extrapolate_beyond_the_vertebrae():
     level, sx, sy = slice_levels(one, 48, SPACING)             # one vertebra: the lumbar step
     assert abs(level[24] - 20) < 1e-6 and abs(level[0] - level[1] - SPACING / 35.0) < 1e-6
     assert np.all(sx == 10.0) and np.all(sy == 12.0)
+
+
+def test_a_cut_field_of_view_empties_one_or_both_ends_and_drops_their_targets():
+    from segmentation.samples import AIR_HU, cut_field_of_view
+    hu, lab, cents = spine_patch(15, 8, 22.0)
+    hu0, lab0 = hu.copy(), lab.copy()
+    rng = np.random.default_rng(0)
+    sides = set()
+    for _ in range(60):
+        h, l, kept = cut_field_of_view(hu, lab, cents, rng)
+        gone = np.all(h == AIR_HU, axis=(0, 1)) & np.all(l == 0, axis=(0, 1))
+        assert gone.any() and not gone.all()
+        z = np.nonzero(~gone)[0]
+        assert not gone[z.min():z.max() + 1].any()          # one kept run of slices
+        assert np.array_equal(h[:, :, ~gone], hu[:, :, ~gone]) and np.array_equal(l[:, :, ~gone], lab[:, :, ~gone])
+        inside = {k for k, v in cents.items() if z.min() - 1 < v[2] < z.max() + 1}
+        assert set(kept) == inside and set(kept) < set(cents)
+        sides.add((bool(gone[-1]), bool(gone[0])))
+    assert sides == {(True, False), (False, True), (True, True)}
+    assert np.array_equal(hu, hu0) and np.array_equal(lab, lab0)
+
+
+def test_the_vertebra_stage_batch_cuts_patches_only_when_asked():
+    from segmentation.grid import Grid
+    from segmentation.networks import PRESETS
+    from segmentation.samples import StageCase
+    from segmentation.train import stage_batch
+    hu, lab, cents = spine_patch(15, 8, 22.0)
+    aff = np.diag([SPACING, SPACING, SPACING, 1.0])
+    case = StageCase("c", "train", Grid(hu.shape, aff), hu, lab, cents)
+    cfg = PRESETS["cpu"]["vertebrae"]
+    present = {}
+    for p in (0.0, 1.0):
+        _, _, _, pres = stage_batch(cfg, [case], np.random.default_rng(3), None, 8, 0.0, p)
+        present[p] = int(pres.sum())
+    assert present[1.0] < present[0.0]
