@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Train the three segmentation stages (cpu preset) on phantom cohorts and score them on a held-out
 # phantom cohort of another seed and on the real CTs in ../shared/data (issue #16).
-#   bash scripts/segmentation_study.sh [OUT]        (default /tmp/segmentation_study; ~60 min on 2 cores)
+#   bash scripts/segmentation_study.sh [OUT]        (default /tmp/segmentation_study; ~60 min on 2 cores, ~35 more for VERT_MORE)
 #   SPINE_STEPS=600 VERT_STEPS=1000 MINUTES_SEG=10 bash scripts/segmentation_study.sh /tmp/seg   (shorter)
 # Training cohorts: seed 101 (10 cases, T1-L5, RAS 1 mm), 102 (8, T8-L5, LPS 0.8 x 0.8 x 2.5 mm),
 # 103 (8, C3-T9, PIR), and the authors' real label map hv0007 painted with phantom HU (train only),
@@ -44,10 +44,11 @@ if [ -n "$VERT_INIT" ]; then
   INIT_ARGS=(--init "$VERT_INIT")
 fi
 mk tune --n_cases 6 --seed 202 --levels T6 L5 --orientation IPL --grade_mix 0.7 0.1 0.1 0.1
+VERT_FLAGS="--levels 4 --sigma_mm 12 --lr 5e-4 --dropout 0 --eval_every 100"
 # the three stages at the same time, one thread each
 declare -A STAGE_ARGS=(
   [spine]="--steps $SPINE_STEPS"
-  [vertebrae]="--steps $VERT_STEPS ${INIT_ARGS[*]} --levels 4 --sigma_mm 12 --lr 5e-4 --dropout 0 --eval_every 100"
+  [vertebrae]="--steps $VERT_STEPS ${INIT_ARGS[*]} $VERT_FLAGS --p_fov 0"
   [segmentation]="--minutes $MINUTES_SEG")
 pids=()
 for st in spine vertebrae segmentation; do
@@ -58,6 +59,24 @@ for st in spine vertebrae segmentation; do
 done
 for p in "${pids[@]}"; do wait "$p"; done
 tail -n 2 "$OUT"/train_*.log
+# The shipped vertebrae stage goes on from that run's best file (VERT_MORE=0 stops here): 1,500
+# steps with half the patches cut as scans that end inside them (--p_fov 0.5), then
+# VERT_SACRUM_STEPS on cohorts a and b drawn again with S1 below L5 (--sacrum); its best file
+# replaces weights/vertebrae/ckpt/best.pth (the first run's stays as vertebrae_first.pth).
+if [ "${VERT_MORE:-1}" = 1 ]; then
+  V="$OUT/weights/vertebrae"
+  mk a_s --n_cases 10 --seed 101 --levels T1 L5 --grade_mix 0.7 0.1 0.1 0.1 --sacrum
+  mk b_s --n_cases 8 --seed 102 --levels T8 L5 --orientation LPS --spacing 0.8 0.8 2.5 --grade_mix 0.7 0.1 0.1 0.1 --sacrum
+  cp "$V/ckpt/best.pth" "$OUT/weights/vertebrae_first.pth"
+  # shellcheck disable=SC2086
+  python segmentation/train.py --stage vertebrae --data "${TRAIN_DATA[@]}" --output "$OUT/runs/vertebrae_fov" \
+    --init "$OUT/weights/vertebrae_first.pth" --steps 1500 --p_fov 0.5 --seed 0 $VERT_FLAGS > "$OUT/train_vertebrae_fov.log" 2>&1
+  # shellcheck disable=SC2086
+  python segmentation/train.py --stage vertebrae --data "$OUT/data/a_s" "$OUT/data/b_s" "${TRAIN_DATA[@]:2}" \
+    --output "$OUT/runs/vertebrae_sacrum" --init "$OUT/runs/vertebrae_fov/ckpt/best.pth" \
+    --steps "${VERT_SACRUM_STEPS:-1200}" --p_fov 0.5 --seed 0 $VERT_FLAGS > "$OUT/train_vertebrae_sacrum.log" 2>&1
+  cp "$OUT/runs/vertebrae_sacrum/ckpt/best.pth" "$V/ckpt/best.pth"
+fi
 
 for h in tune heldout; do
   python segmentation/predict.py "$OUT/data/$h/raw" --weights "$OUT/weights" --output "$OUT/pred_$h" --no_progress
