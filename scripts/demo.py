@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import shlex
 import subprocess
 import sys
@@ -243,6 +244,9 @@ def main(argv=None) -> int:
     (out / "figures").mkdir(parents=True, exist_ok=True)
     for old in (out / "figures").glob("*.png"):   # the summary page shows every figure: no stale ones
         old.unlink()
+    # the from-raw-CT files are one per level the shipped weights find: an earlier run's levels
+    # would be straightened and graded with this run's
+    shutil.rmtree(out / "from_raw_ct", ignore_errors=True)
     os.environ.setdefault("MPLBACKEND", "Agg")
     timings = {}
     t_all = time.time()
