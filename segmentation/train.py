@@ -37,12 +37,13 @@ from utils.fileio import write_json
 from utils.seed import seed_everything
 
 log = logging.getLogger("segmentation.train")
-# share of training patches painted with a random body (segmentation.context): the phantom CT has
-# none, and without it the spine stage took the whole body of a real CT for the spine
-DEFAULT_P_CONTEXT = {"cpu": 0.8, "paper": 0.0}
-# share of vertebra-stage patches cut as a scan that ends inside them (samples.cut_field_of_view):
-# each phantom cohort starts at one level, and the stage learnt to name a scan's top vertebra by it
-DEFAULT_P_FOV = {"cpu": 0.5, "paper": 0.0}
+# Per preset, the phantom-only training options left unset on the command line. p_context: share
+# of patches painted with a random body (segmentation.context): the phantom CT has none, and without
+# it the spine stage took the whole body of a real CT for the spine. p_fov: share of vertebra-stage
+# patches cut as a scan that ends inside them (samples.cut_field_of_view): each phantom cohort
+# starts at one level, and the stage learnt to name a scan's top vertebra by it. The paper preset
+# trains on real CTs as Payer et al.: neither.
+PRESET_TRAINING = {"cpu": {"p_context": 0.8, "p_fov": 0.5}, "paper": {"p_context": 0.0, "p_fov": 0.0}}
 
 
 def stage_batch(cfg: StageConfig, cases, rng, aug, batch: int, p_context: float = 0.0, p_fov: float = 0.0):
@@ -226,10 +227,9 @@ def main(argv=None) -> int:
     seed_everything(args.seed, deterministic=False)
     device = resolve_device(args.device)
     cfg = config_from_args(args)
-    if args.p_context is None:
-        args.p_context = DEFAULT_P_CONTEXT[args.preset]
-    if args.p_fov is None:
-        args.p_fov = DEFAULT_P_FOV[args.preset]
+    for k, v in PRESET_TRAINING[args.preset].items():
+        if getattr(args, k) is None:
+            setattr(args, k, v)
     refuse_init_with_resume(args.init, args.resume, args.output)
     cases = load_cases(args.data, cfg.spacing)
     train = [c for c in cases if c.split == "train" and c.centroids]
